@@ -1,0 +1,230 @@
+"""The `inspectd` command line.
+
+Exit codes: 0 done; 1 the job failed at run time; 2 bad usage or bad config;
+3 the command exists but its feature is not built yet (never fake output).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from inspectd.config import Config, ConfigError, load_config
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_AVAILABLE = 1, 2, 3
+
+app = typer.Typer(
+    name="inspectd",
+    help="X-ray electrode-tip inspection daemon for stacked lithium cells.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="station TOML (default: embedded defaults)")]
+
+
+def _config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    try:
+        return load_config(path, overrides)
+    except ConfigError as e:
+        err.print(f"[red]config error[/red]\n{e}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from e
+
+
+def _not_available(what: str, issue: int) -> None:
+    err.print(f"inspectd {what}: not available yet (tracked in issue #{issue}); nothing was run.")
+    raise typer.Exit(EXIT_NOT_AVAILABLE)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+class OrientationChoice(StrEnum):
+    any = "any"
+    right = "right"
+    left = "left"
+    up = "up"
+    down = "down"
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Argument(help="dump directory to write (created if missing)")],
+    count: Annotated[int, typer.Option(min=1, help="frames to render")] = 20,
+    seed: Annotated[int, typer.Option(min=0, help="scene seed: same seed, same frames")] = 1,
+    size: Annotated[int, typer.Option(min=256, max=8192, help="frame side in px")] = 2048,
+    bit_depth: Annotated[int, typer.Option(help="8, 12 or 16")] = 12,
+    defect_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="fraction of cells with a defect")] = 0.3,
+    orientation: Annotated[OrientationChoice, typer.Option(help="direction the tips point")] = OrientationChoice.any,
+    config: ConfigOpt = None,
+) -> None:
+    """Render synthetic X-ray frames of cell corners with exact tip labels (a dump)."""
+    if bit_depth not in (8, 12, 16):
+        err.print(f"--bit-depth must be 8, 12 or 16, not {bit_depth}")
+        raise typer.Exit(EXIT_USAGE)
+    cfg = _config(config)
+    from inspectd.sim import SimOptions
+    from inspectd.sim.dump import simulate_dump
+
+    opts = SimOptions(
+        size=size, bit_depth=bit_depth, defect_rate=defect_rate, orientation=orientation.value, recipe=cfg.recipe
+    )
+    with _progress() as prog:
+        task = prog.add_task("simulating", total=count)
+        stats = simulate_dump(out_dir, count, seed, opts, station=cfg.station.name, on_frame=lambda: prog.advance(task))
+    out.print(
+        f"wrote {count} frames to {out_dir} ({stats['OK']} OK, {stats['NG']} NG; "
+        f"{stats['seconds']:.1f} s, {stats['seconds'] / count * 1000:.0f} ms/frame)"
+    )
+
+
+def _detector(tips: str, cfg: Config):
+    from inspectd.vision.tips import LabelOracle, NoDetector
+
+    if tips == "labels":
+        return LabelOracle()
+    if tips == "model":
+        return NoDetector(f"no HRNet tip model is installed yet (issue #5); looked for {cfg.engine.model}")
+    err.print(f"--tips must be 'model' or 'labels', not {tips!r}")
+    raise typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def replay(
+    dump_dir: Annotated[Path, typer.Argument(help="dump directory (inspectd, X-ray-PBD or images/+labels/ layout)")],
+    out_path: Annotated[Path | None, typer.Option("--out", "-o", help="verdicts as JSON lines")] = None,
+    overlays: Annotated[Path | None, typer.Option(help="write an overlay JPEG per frame here")] = None,
+    tips: Annotated[
+        str, typer.Option(help="'model' (the tip detector) or 'labels' (ground truth from sidecars: an oracle)")
+    ] = "model",
+    config: ConfigOpt = None,
+    station: Annotated[str | None, typer.Option(help="override station.name")] = None,
+    mm_per_px: Annotated[float | None, typer.Option(help="override station.mm_per_px")] = None,
+) -> None:
+    """Inspect every frame of a dump offline and write one verdict per frame."""
+    cfg = _config(config, {"station.name": station, "station.mm_per_px": mm_per_px})
+    from inspectd.pipeline.replay import count_frames, replay_dump
+
+    if not dump_dir.is_dir():
+        err.print(f"dump directory not found: {dump_dir}")
+        raise typer.Exit(EXIT_USAGE)
+    detector = _detector(tips, cfg)
+    total = count_frames(dump_dir)
+    with _progress() as prog:
+        task = prog.add_task("replaying", total=total)
+        summary = replay_dump(dump_dir, cfg, detector, out_path, overlays, on_frame=lambda _i: prog.advance(task))
+    table = Table(title=f"{summary.frames} frames from {dump_dir} ({summary.seconds:.1f} s)")
+    table.add_column("result")
+    table.add_column("frames", justify="right")
+    for res in ("OK", "NG", "ERROR", "TIMEOUT"):
+        table.add_row(res, str(summary.results.get(res, 0)))
+    out.print(table)
+    if summary.reasons:
+        out.print("reasons: " + ", ".join(f"{k} x{v}" for k, v in summary.reasons.most_common()))
+    if out_path:
+        out.print(f"verdicts: {out_path}")
+    if overlays:
+        out.print(f"overlays: {overlays}/")
+
+
+@app.command("validate-config")
+def validate_config(file: Annotated[Path, typer.Argument(help="station TOML to check")]) -> None:
+    """Check a station config without starting anything."""
+    cfg = _config(file)
+    out.print(f"{file}: OK (station {cfg.station.name}, mm_per_px {cfg.station.mm_per_px})")
+
+
+@app.command("eval")
+def eval_cmd(
+    dump_dir: Annotated[Path, typer.Argument(help="dump with ground-truth labels")],
+    results: Annotated[Path, typer.Argument(help="verdicts JSON lines from replay --out")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    gate_px: Annotated[float, typer.Option(help="matching gate radius, px")] = 10.0,
+) -> None:
+    """Score verdicts against a dump's labels: NME, PCK, PCS, counts, overhang MAE, overkill/escape."""
+    from inspectd.evaluate import evaluate_results
+
+    try:
+        report, text = evaluate_results(dump_dir, results, gate_px=gate_px)
+    except (FileNotFoundError, ValueError) as e:
+        err.print(str(e))
+        raise typer.Exit(EXIT_USAGE) from e
+    if as_json:
+        print(json.dumps(report, indent=1))
+    else:
+        out.print(text, highlight=False)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    source: Annotated[str | None, typer.Option(help="source URI, e.g. replay:DIR?fps=4")] = None,
+    pub: Annotated[str | None, typer.Option(help="ZeroMQ PUB address")] = None,
+    query: Annotated[str | None, typer.Option(help="ZeroMQ ROUTER query address")] = None,
+) -> None:
+    """Run the inspection daemon (acquire, inspect, publish verdicts)."""
+    _config(config, {"source.uri": source, "publish.pub": pub, "publish.query": query})
+    _not_available("run", 6)
+
+
+@app.command()
+def watch(address: Annotated[str, typer.Argument(help="PUB address of a running daemon")]) -> None:
+    """Print verdicts from a running daemon live, recovering gaps."""
+    _not_available("watch", 6)
+
+
+@app.command()
+def record(
+    source: Annotated[str, typer.Option(help="source URI")],
+    out_dir: Annotated[Path, typer.Option("--out", help="dump directory")],
+    count: Annotated[int, typer.Option(min=1)] = 10,
+) -> None:
+    """Record what a source delivers as a dump."""
+    _not_available("record", 7)
+
+
+@app.command()
+def bench(quick: Annotated[bool, typer.Option(help="CI-sized run")] = False) -> None:
+    """Throughput/latency benchmarks against a naive baseline."""
+    _not_available("bench", 8)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="training dump")],
+    out_dir: Annotated[Path, typer.Option("--out", help="run directory")],
+) -> None:
+    """Train the HRNet tip model (needs the "train" extra: torch)."""
+    _not_available("train", 5)
+
+
+@app.command()
+def export(run_dir: Annotated[Path, typer.Argument(help="training run directory")]) -> None:
+    """Export a trained model to ONNX with its model card."""
+    _not_available("export", 5)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

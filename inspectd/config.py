@@ -1,0 +1,181 @@
+"""Station configuration: one TOML file validated by pydantic.
+
+Every model forbids unknown keys, so a typo in a station file is an error at
+start-up instead of a silently ignored setting. Every field has a default, so
+every command also runs with no file at all (the embedded defaults).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StationConfig(_Strict):
+    """Who this station is and how big its pixels are."""
+
+    name: str = Field("L1-S1", min_length=1, description="station id, used in ZeroMQ topics")
+    mm_per_px: float = Field(0.05, gt=0, le=10, description="pixel pitch at the electrode plane")
+    deadline_ms: float = Field(300.0, gt=0, description="acquisition -> verdict deadline")
+
+
+class RecipeConfig(_Strict):
+    """The cell's acceptance rules (DESIGN.md §2)."""
+
+    overhang_min_mm: float = Field(0.45, ge=0)
+    overhang_max_mm: float = Field(4.0, gt=0)
+    # n_anode = n_cathode + anode_excess for a healthy stack.
+    anode_excess: int = Field(1, ge=-1, le=2)
+    layers_min: int | None = Field(None, ge=1, description="minimum cathode count, optional")
+    layers_max: int | None = Field(None, ge=1, description="maximum cathode count, optional")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> RecipeConfig:
+        if self.overhang_min_mm >= self.overhang_max_mm:
+            raise ValueError("overhang_min_mm must be below overhang_max_mm")
+        if self.layers_min is not None and self.layers_max is not None and self.layers_min > self.layers_max:
+            raise ValueError("layers_min must not exceed layers_max")
+        return self
+
+
+class CornerConfig(_Strict):
+    """OFAST corner detection (paper §2.1)."""
+
+    n: int = Field(512, ge=16, le=8192, description="top-N corners by Harris response (128/256/512)")
+    fast_threshold: int = Field(10, ge=1, le=255)
+    # Work image for the detector: the long side is scaled to this many pixels
+    # (0 = full resolution). Corners are mapped back to full-frame pixels.
+    work_size: int = Field(0, ge=0)
+
+
+class RoiConfig(_Strict):
+    """ROI from corners and row-wise grey accumulation (paper §2.1, eq. 2-4)."""
+
+    step_top: int = Field(2, ge=1, description="Δb: upper pointer step, px")
+    step_bottom: int = Field(2, ge=1, description="Δa: lower pointer step, px")
+    tau: float = Field(0.15, gt=0, lt=1, description="threshold on the normalised row-profile change")
+    lam: float = Field(0.6, gt=0, le=5, description="λ: half-width of the ROI as a fraction of its height")
+    margin_px: int = Field(8, ge=0, description="padding added around the ROI")
+
+
+class CorrectionConfig(_Strict):
+    """Corner-guided post-correction with local-pattern confidence (paper §2.3)."""
+
+    enabled: bool = True
+    delta_px: float = Field(3.0, gt=0, description="δ: search radius for the reference corner")
+    patch_px: int = Field(9, ge=3, description="side of the square patch for local patterns (odd)")
+    bins: int = Field(16, ge=2, le=256, description="histogram bins of a local pattern")
+
+
+class EngineConfig(_Strict):
+    """Which heatmap engine runs HRNet."""
+
+    type: Literal["onnxruntime", "torch", "tensorrt"] = "onnxruntime"
+    model: Path = Path("engines/hrnet_tips.onnx")
+    threads: int = Field(2, ge=1, le=64)
+
+
+class SourceConfig(_Strict):
+    """Where frames come from, as a URI (replay:DIR, sim:, genicam:, gst:)."""
+
+    uri: str = "sim:?seed=1&fps=10"
+
+
+class PublishConfig(_Strict):
+    """Verdict transport and journal (DESIGN.md §4)."""
+
+    pub: str = "tcp://127.0.0.1:5556"
+    query: str = "tcp://127.0.0.1:5557"
+    journal: Path = Path("var/journal.sqlite")
+
+
+class Config(_Strict):
+    station: StationConfig = StationConfig()
+    recipe: RecipeConfig = RecipeConfig()
+    corners: CornerConfig = CornerConfig()
+    roi: RoiConfig = RoiConfig()
+    correction: CorrectionConfig = CorrectionConfig()
+    engine: EngineConfig = EngineConfig()
+    source: SourceConfig = SourceConfig()
+    publish: PublishConfig = PublishConfig()
+
+
+class ConfigError(Exception):
+    """A station file that cannot be used; the message names the file, line and key."""
+
+    def __init__(self, path: Path | None, problems: list[str]):
+        self.path = path
+        self.problems = problems
+        where = str(path) if path else "<config>"
+        super().__init__("\n".join(f"{where}:{p}" for p in problems))
+
+
+def _key_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort 1-based line of the key at `loc` (table path + key) in TOML text."""
+    if not loc:
+        return None
+    table, key = [str(p) for p in loc[:-1]], str(loc[-1])
+    current: list[str] = []
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
+    assign = re.compile(r"^\s*([A-Za-z0-9_\-\"'.]+)\s*=")
+    table_line = None
+    for no, line in enumerate(text.splitlines(), start=1):
+        m = header.match(line)
+        if m:
+            current = [s.strip().strip("\"'") for s in m.group(1).split(".")]
+            if current == [str(p) for p in loc]:
+                table_line = no
+            continue
+        m = assign.match(line)
+        if m and current == table and m.group(1).strip("\"'") == key:
+            return no
+    return table_line
+
+
+def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a station file (or none: embedded defaults) and apply flag overrides.
+
+    `overrides` maps dotted keys ("station.mm_per_px") to values, as the CLI flags do.
+    Raises ConfigError with one line per problem, each naming file:line and key.
+    """
+    data: dict[str, Any] = {}
+    text = ""
+    p = Path(path) if path is not None else None
+    if p is not None:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(p, [f" cannot read: {e.strerror or e}"]) from e
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(p, [f" not valid TOML: {e}"]) from e
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            line = _key_line(text, loc) if text else None
+            key = ".".join(str(x) for x in loc) or "<root>"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (not part of the station config)"
+            problems.append(f"{line if line else ''}: {key}: {msg}")
+        raise ConfigError(p, problems) from e

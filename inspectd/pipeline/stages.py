@@ -1,0 +1,153 @@
+"""The inspection stages as plain functions, and the sequential Inspector that chains them.
+
+The daemon runs these same functions in separate processes; `Inspector` runs
+them one after another in one process (replay, eval, and the naive baseline of
+the benchmarks). Every stage failure becomes an ERROR verdict that names the
+stage: one bad frame never escapes as an exception.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inspectd.config import Config
+from inspectd.frames import Frame, FrameReadError
+from inspectd.verdict import Reason, ReasonCode, Result, Verdict
+from inspectd.vision.tips import DetectionUnavailable, TipDetector, Tips
+
+# Unit vector of the direction the tips point, per ROI orientation name.
+TIP_DIRECTION = {"RIGHT": (1.0, 0.0), "LEFT": (-1.0, 0.0), "UP": (0.0, -1.0), "DOWN": (0.0, 1.0)}
+
+
+@dataclass
+class Inspection:
+    """A verdict plus what was seen on the way (for overlays and debugging)."""
+
+    verdict: Verdict
+    img8: np.ndarray | None = None
+    corners: np.ndarray | None = None
+    roi: object | None = None
+    tips: Tips | None = None
+    raw_tips: Tips | None = None
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+class StageError(Exception):
+    def __init__(self, code: ReasonCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def preprocess(frame: Frame) -> np.ndarray:
+    from inspectd.vision.window import to_8bit
+
+    return to_8bit(frame.image, frame.bit_depth)
+
+
+def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
+    """Corners (paper §2.1) and the ROI around the tips; StageError(NO_STACK) if none."""
+    from inspectd.vision.corners import detect_corners
+    from inspectd.vision.roi import find_roi
+
+    corners = detect_corners(img8, cfg.corners)
+    roi = find_roi(img8, corners, cfg.roi)
+    if roi is None:
+        raise StageError(ReasonCode.NO_STACK, f"no electrode stack found ({len(corners)} corners)")
+    return corners, roi
+
+
+def refine(tips: Tips, corners: np.ndarray, img8: np.ndarray, cfg: Config) -> Tips:
+    """Corner-guided correction (paper §2.3), per class."""
+    if not cfg.correction.enabled:
+        return tips
+    from inspectd.vision.correction import correct
+
+    out = []
+    for pts in (tips.anode, tips.cathode):
+        out.append(correct(pts, corners, img8, cfg.correction).points if len(pts) else pts)
+    return Tips(anode=out[0], cathode=out[1])
+
+
+def measure_and_judge(tips: Tips, roi: object, mm_per_px: float, cfg: Config) -> tuple[Result, list[Reason], dict]:
+    from inspectd.vision.measure import measure
+    from inspectd.vision.rules import judge, summarise_overhang
+
+    direction = TIP_DIRECTION[roi.orientation.name]
+    m = measure(tips.anode, tips.cathode, direction, mm_per_px)
+    result, reasons = judge(m, cfg.recipe)
+    summary = summarise_overhang(m)
+    fields = {
+        "anode_tips": [tuple(map(float, p)) for p in m.anode_tips],
+        "cathode_tips": [tuple(map(float, p)) for p in m.cathode_tips],
+        "overhang_mm": summary,
+    }
+    return result, reasons, fields
+
+
+class Inspector:
+    """Runs preprocess → locate → detect → refine → measure → judge on one frame."""
+
+    def __init__(self, cfg: Config, detector: TipDetector):
+        self.cfg = cfg
+        self.detector = detector
+
+    def _verdict(self, seq: int, frame_id: str, meta, result: Result, reasons: list[Reason], **fields) -> Verdict:
+        return Verdict(
+            seq=seq,
+            frame_id=frame_id,
+            part_id=getattr(meta, "part_id", None),
+            station=(getattr(meta, "station", None) or self.cfg.station.name),
+            result=result,
+            reasons=reasons,
+            t_acquired_ns=(getattr(meta, "t_acquired_ns", None) or 0),
+            model=self.detector.name,
+            **fields,
+        )
+
+    def inspect(self, item: Frame | FrameReadError, seq: int) -> Inspection:
+        if isinstance(item, FrameReadError):
+            reason = Reason(code=ReasonCode.UNREADABLE_FRAME, message=item.message)
+            return Inspection(self._verdict(seq, item.frame_id, None, Result.ERROR, [reason]))
+        frame = item
+        times: dict[str, float] = {}
+        ins = Inspection(verdict=None)  # type: ignore[arg-type]
+        stage = "preprocess"
+        try:
+            t = time.perf_counter()
+            ins.img8 = preprocess(frame)
+            times[stage] = _ms(t)
+            stage, t = "locate", time.perf_counter()
+            ins.corners, ins.roi = locate(ins.img8, self.cfg)
+            times[stage] = _ms(t)
+            roi_field = {"roi": (ins.roi.x0, ins.roi.y0, ins.roi.x1, ins.roi.y1)}
+            stage, t = "detect", time.perf_counter()
+            try:
+                ins.raw_tips = self.detector.detect(frame, ins.img8, ins.roi)
+            except DetectionUnavailable as e:
+                raise StageError(ReasonCode.DETECTION_UNAVAILABLE, str(e)) from e
+            times[stage] = _ms(t)
+            stage, t = "refine", time.perf_counter()
+            ins.tips = refine(ins.raw_tips, ins.corners, ins.img8, self.cfg)
+            times[stage] = _ms(t)
+            stage, t = "measure", time.perf_counter()
+            mm_per_px = frame.meta.mm_per_px or self.cfg.station.mm_per_px
+            result, reasons, fields = measure_and_judge(ins.tips, ins.roi, mm_per_px, self.cfg)
+            times[stage] = _ms(t)
+            ins.verdict = self._verdict(seq, frame.frame_id, frame.meta, result, reasons, **roi_field, **fields)
+        except StageError as e:
+            roi_field = {"roi": (ins.roi.x0, ins.roi.y0, ins.roi.x1, ins.roi.y1)} if ins.roi is not None else {}
+            ins.verdict = self._verdict(
+                seq, frame.frame_id, frame.meta, Result.ERROR, [Reason(code=e.code, message=str(e))], **roi_field
+            )
+        except Exception as e:  # a stage bug must cost one frame, not the daemon
+            reason = Reason(code=ReasonCode.INTERNAL, message=f"stage {stage} failed: {type(e).__name__}: {e}")
+            ins.verdict = self._verdict(seq, frame.frame_id, frame.meta, Result.ERROR, [reason])
+        ins.stage_ms = times
+        return ins
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
