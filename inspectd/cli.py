@@ -157,7 +157,7 @@ def eval_cmd(
     dump_dir: Annotated[Path, typer.Argument(help="dump with ground-truth labels")],
     results: Annotated[Path, typer.Argument(help="verdicts JSON lines from replay --out")],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
-    gate_px: Annotated[float, typer.Option(help="matching gate radius, px")] = 10.0,
+    gate_px: Annotated[float | None, typer.Option(help="matching gate radius, px (default: 3/4 of the label pitch)")] = None,
 ) -> None:
     """Score verdicts against a dump's labels: NME, PCK, PCS, counts, overhang MAE, overkill/escape."""
     from inspectd.evaluate import evaluate_results

@@ -60,15 +60,13 @@ def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
 
 
 def refine(tips: Tips, corners: np.ndarray, img8: np.ndarray, cfg: Config) -> Tips:
-    """Corner-guided correction (paper §2.3), per class."""
+    """Corner-guided correction (paper §2.3); one reference pattern over both classes, as the paper."""
     if not cfg.correction.enabled:
         return tips
-    from inspectd.vision.correction import correct
+    from inspectd.vision.correction import correct_tips
 
-    out = []
-    for pts in (tips.anode, tips.cathode):
-        out.append(correct(pts, corners, img8, cfg.correction).points if len(pts) else pts)
-    return Tips(anode=out[0], cathode=out[1])
+    a, c = correct_tips(tips.anode, tips.cathode, corners, img8, cfg.correction)
+    return Tips(anode=a.points, cathode=c.points)
 
 
 def measure_and_judge(tips: Tips, roi: object, mm_per_px: float, cfg: Config) -> tuple[Result, list[Reason], dict]:
