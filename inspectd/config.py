@@ -62,8 +62,13 @@ class RoiConfig(_Strict):
     step_top: int = Field(2, ge=1, description="Δb: upper pointer step, px")
     step_bottom: int = Field(2, ge=1, description="Δa: lower pointer step, px")
     tau: float = Field(0.15, gt=0, lt=1, description="threshold on the normalised row-profile change")
-    lam: float = Field(0.6, gt=0, le=5, description="λ: half-width of the ROI as a fraction of its height")
+    # λ tuned on the 52 real frames (docs/roi.md): 0.6 gave boxes ~2x the masks' width.
+    lam: float = Field(0.26, gt=0, le=5, description="λ: half-width of the ROI as a fraction of its height")
     margin_px: int = Field(8, ge=0, description="padding added around the ROI")
+    margin_frac: float = Field(0.03, ge=0, le=0.5, description="extra half-width, fraction of the frame's long side")
+    pad_y: float = Field(0.09, ge=0, le=1, description="padding along the stack, fraction of its height")
+    min_corners: int = Field(16, ge=3, description="fewer corners than this: no stack")
+    min_layers: int = Field(6, ge=1, description="fewer layer lines than this: no stack")
 
 
 class CorrectionConfig(_Strict):
