@@ -75,9 +75,16 @@ class CorrectionConfig(_Strict):
     """Corner-guided post-correction with local-pattern confidence (paper §2.3)."""
 
     enabled: bool = True
-    delta_px: float = Field(3.0, gt=0, description="δ: search radius for the reference corner")
+    delta_px: float = Field(5.0, gt=0, description="δ: search radius for the reference corner (px; scale with resolution)")
     patch_px: int = Field(9, ge=3, description="side of the square patch for local patterns (odd)")
     bins: int = Field(16, ge=2, le=256, description="histogram bins of a local pattern")
+    # Correction corners are detected again inside the ROI, more sensitively and
+    # more of them than the full-frame pass that finds the ROI (which keeps the
+    # paper's N and threshold 10: the ROI was tuned with them). Harris ranking
+    # spends a top-512 budget on cathode-block and clutter corners in big ROIs;
+    # 2048 gives a corner to 96-100 % of simulated tips (docs/vision.md).
+    n: int = Field(2048, ge=16, le=8192, description="N of the in-ROI corner pass")
+    fast_threshold: int = Field(4, ge=1, le=255, description="FAST threshold of the in-ROI corner pass")
 
 
 class EngineConfig(_Strict):

@@ -99,11 +99,11 @@ def test_detect_corners_n_limits_the_count():
 
 def test_detect_corners_work_size_maps_to_full_frame_pixels():
     img = cv2.resize(_blocks(), (800, 800), interpolation=cv2.INTER_NEAREST)
-    cfg = CornerConfig(n=64, work_size=400)
+    cfg = CornerConfig(n=64, work_size=400, fast_threshold=10)
     c = detect_corners(img, cfg)
     # exactly the corners of the same detector on the downscaled work image, mapped by (x + 0.5) * f - 0.5
     work = cv2.resize(img, (400, 400), interpolation=cv2.INTER_AREA)
-    ref = detect_corners(work, CornerConfig(n=64)).astype(np.float64)
+    ref = detect_corners(work, CornerConfig(n=64, fast_threshold=10)).astype(np.float64)
     np.testing.assert_allclose(c[:, :2], (ref[:, :2] + 0.5) * 2.0 - 0.5, atol=1e-4)
     np.testing.assert_allclose(c[:, 2], ref[:, 2], rtol=1e-6)
     # and every one sits on a corner of the scaled rectangles (work px are 2 full-frame px)

@@ -59,6 +59,25 @@ def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
     return corners, roi
 
 
+ROI_CORNER_PAD = 32  # px around the ROI, so ORB's border exclusion does not eat tips near its edge
+
+
+def roi_corners(img8: np.ndarray, roi, cfg: Config) -> np.ndarray:
+    """The correction's corners: OFAST again inside the (padded) ROI, full-frame coordinates."""
+    from inspectd.vision.corners import detect_corners
+
+    h, w = img8.shape
+    x0, y0 = max(0, roi.x0 - ROI_CORNER_PAD), max(0, roi.y0 - ROI_CORNER_PAD)
+    x1, y1 = min(w, roi.x1 + ROI_CORNER_PAD), min(h, roi.y1 + ROI_CORNER_PAD)
+    ccfg = cfg.corners.model_copy(
+        update={"n": cfg.correction.n, "fast_threshold": cfg.correction.fast_threshold, "work_size": 0}
+    )
+    c = detect_corners(img8[y0:y1, x0:x1], ccfg)
+    c[:, 0] += x0
+    c[:, 1] += y0
+    return c
+
+
 def refine(tips: Tips, corners: np.ndarray, img8: np.ndarray, cfg: Config) -> Tips:
     """Corner-guided correction (paper §2.3); one reference pattern over both classes, as the paper."""
     if not cfg.correction.enabled:
@@ -128,6 +147,8 @@ class Inspector:
                 raise StageError(ReasonCode.DETECTION_UNAVAILABLE, str(e)) from e
             times[stage] = _ms(t)
             stage, t = "refine", time.perf_counter()
+            if self.cfg.correction.enabled:
+                ins.corners = roi_corners(ins.img8, ins.roi, self.cfg)
             ins.tips = refine(ins.raw_tips, ins.corners, ins.img8, self.cfg)
             times[stage] = _ms(t)
             stage, t = "measure", time.perf_counter()

@@ -1,0 +1,33 @@
+"""The correction's in-ROI corner pass: full-frame coordinates, and it finds the tips."""
+
+import numpy as np
+
+from inspectd.config import Config
+from inspectd.vision.corner_eval import recall_for_frames, sim_frames
+from inspectd.pipeline.stages import ROI_CORNER_PAD, locate, roi_corners
+
+
+def test_roi_corners_are_full_frame_and_inside_padded_roi():
+    img8, tips = next(sim_frames(1000, 1, seed=901))
+    cfg = Config()
+    _, roi = locate(img8, cfg)
+    c = roi_corners(img8, roi, cfg)
+    assert c.dtype == np.float32 and c.shape[1] == 3 and 0 < len(c) <= cfg.correction.n
+    assert c[:, 0].min() >= roi.x0 - ROI_CORNER_PAD and c[:, 0].max() < roi.x1 + ROI_CORNER_PAD
+    assert c[:, 1].min() >= roi.y0 - ROI_CORNER_PAD and c[:, 1].max() < roi.y1 + ROI_CORNER_PAD
+    # the same pixel content gives the same corner, wherever the crop starts
+    shifted = np.zeros((img8.shape[0] + 40, img8.shape[1] + 24), np.uint8)
+    shifted[40:, 24:] = img8
+    from inspectd.vision.roi import Roi
+
+    r2 = Roi(roi.x0 + 24, roi.y0 + 40, roi.x1 + 24, roi.y1 + 40, roi.orientation)
+    c2 = roi_corners(shifted, r2, cfg)
+    assert np.allclose(np.sort(c2[:, 0] - 24)[:50], np.sort(c[:, 0])[:50])
+
+
+def test_recall_grows_with_n_and_is_high_at_2048():
+    out = recall_for_frames(sim_frames(1000, 3, seed=902), (5.0,))
+    r = out["recall"]
+    assert out["tips"] > 50 and out["frames_without_roi"] == 0
+    assert r[128][5.0] <= r[512][5.0] <= r[2048][5.0]
+    assert r[2048][5.0] >= 0.9
