@@ -36,7 +36,7 @@ def render_overlay(img8: np.ndarray, verdict, corners=None, roi=None, tips=None,
     cathode = tips.cathode if tips is not None else verdict.cathode_tips
     if corners is not None and len(corners):
         for x, y in np.asarray(corners)[:, :2]:
-            cv2.drawMarker(canvas, (int(x * scale), int(y * scale)), CORNER_BGR, cv2.MARKER_TILTED_CROSS, 3, 1)
+            cv2.drawMarker(canvas, (int(x * scale), int(y * scale)), CORNER_BGR, cv2.MARKER_TILTED_CROSS, 2, 1)
     _draw_points(canvas, anode, scale, (0, 0), ANODE_BGR, 2)
     _draw_points(canvas, cathode, scale, (0, 0), CATHODE_BGR, 2)
     panels = [canvas]
@@ -66,11 +66,11 @@ def render_overlay(img8: np.ndarray, verdict, corners=None, roi=None, tips=None,
         if r.value_mm is not None:
             detail = f"#{r.index} {r.value_mm:.2f} mm (limit {r.limit_mm:.2f})"
         lines.append(f"{r.code.value} {detail}"[:110])
+    box_w = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0] for t in lines) + 16
+    cv2.rectangle(out, (0, 0), (box_w, 10 + 20 * len(lines)), (0, 0, 0), -1)
     for i, text in enumerate(lines):
-        y = 22 + 20 * i
-        cv2.putText(out, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
         colour = RESULT_BGR.get(result, (255, 255, 255)) if i == 0 else (255, 255, 255)
-        cv2.putText(out, text, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+        cv2.putText(out, text, (8, 22 + 20 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
     return out
 
 
