@@ -131,7 +131,8 @@ def replay(
     with _progress() as prog:
         task = prog.add_task("replaying", total=total)
         summary = replay_dump(dump_dir, cfg, detector, out_path, overlays, on_frame=lambda _i: prog.advance(task))
-    table = Table(title=f"{summary.frames} frames from {dump_dir} ({summary.seconds:.1f} s)")
+    out.print(f"{summary.frames} frames from {dump_dir} in {summary.seconds:.1f} s")
+    table = Table()
     table.add_column("result")
     table.add_column("frames", justify="right")
     for res in ("OK", "NG", "ERROR", "TIMEOUT"):

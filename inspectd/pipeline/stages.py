@@ -48,15 +48,27 @@ def preprocess(frame: Frame) -> np.ndarray:
 
 
 def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
-    """Corners (paper §2.1) and the ROI around the tips; StageError(NO_STACK) if none."""
+    """Corners (paper §2.1) and the ROI around the tips; StageError(NO_STACK) if none.
+
+    A heavily blurred frame can leave too few FAST corners at the configured
+    threshold; the threshold is then halved (down to 2) before giving up, so a
+    blurred cell costs a few ms more instead of an ERROR.
+    """
     from inspectd.vision.corners import detect_corners
     from inspectd.vision.roi import find_roi
 
-    corners = detect_corners(img8, cfg.corners)
-    roi = find_roi(img8, corners, cfg.roi)
-    if roi is None:
-        raise StageError(ReasonCode.NO_STACK, f"no electrode stack found ({len(corners)} corners)")
-    return corners, roi
+    threshold = cfg.corners.fast_threshold
+    while True:
+        ccfg = cfg.corners if threshold == cfg.corners.fast_threshold else cfg.corners.model_copy(
+            update={"fast_threshold": threshold}
+        )
+        corners = detect_corners(img8, ccfg)
+        roi = find_roi(img8, corners, cfg.roi)
+        if roi is not None:
+            return corners, roi
+        if threshold <= 2:
+            raise StageError(ReasonCode.NO_STACK, f"no electrode stack found ({len(corners)} corners)")
+        threshold = max(2, threshold // 2)
 
 
 ROI_CORNER_PAD = 32  # px around the ROI, so ORB's border exclusion does not eat tips near its edge
