@@ -31,3 +31,18 @@ def test_recall_grows_with_n_and_is_high_at_2048():
     assert out["tips"] > 50 and out["frames_without_roi"] == 0
     assert r[128][5.0] <= r[512][5.0] <= r[2048][5.0]
     assert r[2048][5.0] >= 0.9
+
+
+def test_locate_lowers_fast_threshold_on_a_blurred_frame():
+    from inspectd.config import CornerConfig, RoiConfig
+    from inspectd.sim import SimOptions, render_frame
+    from inspectd.vision.corners import detect_corners
+    from inspectd.vision.roi import find_roi
+    from inspectd.vision.window import to_8bit
+
+    f = render_frame(1, 2, SimOptions())  # a heavily blurred 2048² render of the demo dump
+    img8 = to_8bit(f.image, f.bit_depth)
+    assert find_roi(img8, detect_corners(img8, CornerConfig()), RoiConfig()) is None
+    _, roi = locate(img8, Config())
+    tips = np.vstack([f.anode_tips, f.cathode_tips])
+    assert all(roi.x0 <= x < roi.x1 and roi.y0 <= y < roi.y1 for x, y in tips)
