@@ -102,11 +102,38 @@ class SourceConfig(_Strict):
 
 
 class PublishConfig(_Strict):
-    """Verdict transport and journal (DESIGN.md §4)."""
+    """Verdict transport, journal and NG archive (DESIGN.md §4)."""
 
     pub: str = "tcp://127.0.0.1:5556"
     query: str = "tcp://127.0.0.1:5557"
     journal: Path = Path("var/journal.sqlite")
+    heartbeat_s: float = Field(1.0, gt=0, le=60)
+    sndhwm: int = Field(10000, ge=1, description="PUB high-water mark: a slow subscriber loses messages, never blocks us")
+    # CURVE (optional; for anything bound beyond loopback): the server's secret key
+    # file (zmq.auth format) and a directory of authorised client public keys.
+    curve_secret_key: Path | None = None
+    curve_clients_dir: Path | None = None
+    archive_dir: Path | None = Path("var/ng")
+    archive_max_mb: float = Field(2048.0, gt=0)
+
+
+class PipelineConfig(_Strict):
+    """How the daemon runs the stages (DESIGN.md §5)."""
+
+    workers: int = Field(2, ge=1, le=64, description="inspection worker processes")
+    ring_slots: int = Field(16, ge=2, le=1024, description="shared-memory frame slots")
+    # When every slot is taken: "timeout" gives the new frame a TIMEOUT verdict at
+    # once (the line keeps its pace, nothing is silently lost); "block" makes the
+    # source wait (only sensible for replay).
+    overload: Literal["timeout", "block"] = "timeout"
+    max_restarts_per_min: int = Field(5, ge=0)
+
+
+class ObservabilityConfig(_Strict):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+    metrics_port: int | None = Field(9108, ge=0, le=65535, description="Prometheus port; None disables, 0 picks one")
+    metrics_addr: str = "127.0.0.1"
 
 
 class Config(_Strict):
@@ -118,6 +145,8 @@ class Config(_Strict):
     engine: EngineConfig = EngineConfig()
     source: SourceConfig = SourceConfig()
     publish: PublishConfig = PublishConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
 
 class ConfigError(Exception):
