@@ -75,12 +75,13 @@ ROI_CORNER_PAD = 32  # px around the ROI, so ORB's border exclusion does not eat
 
 
 def roi_corners(img8: np.ndarray, roi, cfg: Config) -> np.ndarray:
-    """The correction's corners: OFAST again inside the (padded) ROI, full-frame coordinates."""
+    """The correction's corners: OFAST again inside the ROI's tip band (padded), full-frame coordinates."""
     from inspectd.vision.corners import detect_corners
 
     h, w = img8.shape
-    x0, y0 = max(0, roi.x0 - ROI_CORNER_PAD), max(0, roi.y0 - ROI_CORNER_PAD)
-    x1, y1 = min(w, roi.x1 + ROI_CORNER_PAD), min(h, roi.y1 + ROI_CORNER_PAD)
+    bx0, by0, bx1, by1 = roi.tip_band or (roi.x0, roi.y0, roi.x1, roi.y1)
+    x0, y0 = max(0, bx0 - ROI_CORNER_PAD), max(0, by0 - ROI_CORNER_PAD)
+    x1, y1 = min(w, bx1 + ROI_CORNER_PAD), min(h, by1 + ROI_CORNER_PAD)
     ccfg = cfg.corners.model_copy(
         update={"n": cfg.correction.n, "fast_threshold": cfg.correction.fast_threshold, "work_size": 0}
     )

@@ -82,6 +82,7 @@ _SQRT_LUT = np.sqrt(np.arange(256, dtype=np.float32))
 
 # Internal tuning constants (the station-tunable ones are RoiConfig fields); see docs/roi.md.
 CANDIDATES = 3  # corner clusters tried, densest first
+BAND_BACK = 0.5  # the tip band reaches this fraction of the comb length behind the cathode front
 TIP_PAD = 0.10  # the box reaches at least this fraction of h beyond both tip fronts
 BAND_H, BAND_S = 0.35, 0.02  # row-profile band left of x_a: BAND_H * h + BAND_S * S wide
 FLOOR_PCT = 10.0  # noise floor of the column texture profile: this percentile right of the start
@@ -99,6 +100,10 @@ class Roi:
     x1: int
     y1: int
     orientation: Orientation
+    # Sub-box of the ROI between the cathode front (less a margin) and the anode
+    # front (plus a margin): where the tips are. The correction's corner pass looks
+    # only here so its corner budget is not spent on the stack body.
+    tip_band: tuple[int, int, int, int] | None = None
 
     @property
     def width(self) -> int:
@@ -353,7 +358,11 @@ def find_roi_detail(
         return None
     box_c = (bx0, by0, bx1, by1)
     fx0, fy0, fx1, fy1 = box_from_canonical(box_c, o, img.shape)
-    return RoiDetail(Roi(fx0, fy0, fx1, fy1, o), stack.centre, int(b), int(a), int(x_a), int(x_c), stack.layers, box_c)
+    band_pad = max(8.0, 0.01 * size)
+    tx0 = max(bx0, int(math.floor(x_c - BAND_BACK * (x_a - x_c) - band_pad)))
+    tx1 = min(bx1, int(math.ceil(x_a + band_pad)) + 1)
+    band = box_from_canonical((tx0, by0, tx1, by1), o, img.shape) if tx1 - tx0 >= 2 else None
+    return RoiDetail(Roi(fx0, fy0, fx1, fy1, o, band), stack.centre, int(b), int(a), int(x_a), int(x_c), stack.layers, box_c)
 
 
 def find_roi(img8: np.ndarray, corners: np.ndarray, cfg: RoiConfig, *, orientation: Orientation | None = None) -> Roi | None:
