@@ -20,7 +20,10 @@ def test_roi_corners_are_full_frame_and_inside_padded_roi():
     shifted[40:, 24:] = img8
     from inspectd.vision.roi import Roi
 
-    r2 = Roi(roi.x0 + 24, roi.y0 + 40, roi.x1 + 24, roi.y1 + 40, roi.orientation)
+    assert roi.tip_band is not None
+    bx0, by0, bx1, by1 = roi.tip_band
+    assert roi.x0 <= bx0 < bx1 <= roi.x1 and roi.y0 <= by0 < by1 <= roi.y1
+    r2 = Roi(roi.x0 + 24, roi.y0 + 40, roi.x1 + 24, roi.y1 + 40, roi.orientation, (bx0 + 24, by0 + 40, bx1 + 24, by1 + 40))
     c2 = roi_corners(shifted, r2, cfg)
     assert np.allclose(np.sort(c2[:, 0] - 24)[:50], np.sort(c[:, 0])[:50])
 
