@@ -187,9 +187,47 @@ def run(
 
 
 @app.command()
-def watch(address: Annotated[str, typer.Argument(help="PUB address of a running daemon")]) -> None:
-    """Print verdicts from a running daemon live, recovering gaps."""
-    _not_available("watch", 6)
+def watch(
+    address: Annotated[str, typer.Argument(help="PUB address of a running daemon, e.g. tcp://127.0.0.1:5556")],
+    query: Annotated[str | None, typer.Option(help="query address (default: learnt from a heartbeat)")] = None,
+    station: Annotated[str | None, typer.Option(help="only this station")] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="stop after this many verdicts")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.1, help="stop after this many seconds")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON event per line")] = False,
+    server_key: Annotated[Path | None, typer.Option(help="CURVE: the daemon's public .key")] = None,
+    client_secret: Annotated[Path | None, typer.Option(help="CURVE: this client's .key_secret")] = None,
+) -> None:
+    """Print verdicts from a running daemon live; notice seq gaps and recover them via the query socket."""
+    from inspectd.publish.watch import watch as run_watch
+
+    raise typer.Exit(
+        run_watch(
+            address,
+            query=query,
+            station=station,
+            count=count,
+            timeout_s=timeout,
+            json_lines=as_json,
+            server_key=server_key,
+            client_secret=client_secret,
+        )
+    )
+
+
+@app.command()
+def keys(
+    out_dir: Annotated[Path, typer.Argument(help="directory for the key pair")],
+    name: Annotated[str, typer.Option(help="key name: 'server' for the daemon, a client name otherwise")] = "server",
+) -> None:
+    """Generate a CURVE key pair for encrypting verdicts beyond loopback."""
+    from inspectd.publish.keys import generate_keys
+
+    try:
+        paths = generate_keys(out_dir, name=name)
+    except (FileExistsError, OSError) as e:
+        err.print(f"keys: {e}")
+        raise typer.Exit(EXIT_FAILED) from e
+    out.print(f"wrote {paths}")
 
 
 @app.command()

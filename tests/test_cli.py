@@ -34,7 +34,7 @@ def test_validate_config_ok_and_bad(tmp_path):
     assert f"{bad}:3: recipe.overhang_maxx: unknown key" in p.stderr
 
 
-@pytest.mark.parametrize("cmd", [["bench"], ["watch", "tcp://127.0.0.1:5556"], ["run"]])
+@pytest.mark.parametrize("cmd", [["bench"], ["record", "--source", "sim:", "--out", "/tmp/x"]])
 def test_unbuilt_commands_say_so_and_exit_3(cmd):
     p = cli(*cmd, check=3)
     assert "not available yet" in p.stderr and p.stdout == ""
@@ -59,3 +59,14 @@ def test_replay_gives_one_verdict_per_frame_even_for_bad_files(tmp_path):
 
 def test_replay_missing_dir_is_usage_error(tmp_path):
     assert "not found" in cli("replay", tmp_path / "nope", check=2).stderr
+
+
+def test_watch_times_out_with_exit_1_when_nothing_publishes():
+    p = cli("watch", "tcp://127.0.0.1:1", "--timeout", "0.5")
+    assert p.returncode == 1
+
+
+def test_keys_generates_a_pair_and_refuses_to_overwrite(tmp_path):
+    cli("keys", tmp_path, check=0)
+    assert (tmp_path / "server.key").exists() and (tmp_path / "server.key_secret").exists()
+    assert "keys:" in cli("keys", tmp_path, check=1).stderr
