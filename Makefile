@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := out/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup sysdeps demo test clean
 
 setup: $(VENV)/.installed
 
@@ -19,7 +19,13 @@ demo: setup
 	$(BIN)/inspectd replay $(DEMO)/frames --out $(DEMO)/verdicts.jsonl --overlays $(DEMO)/overlays
 	@echo "first verdict:"; head -n 1 $(DEMO)/verdicts.jsonl
 
-test: setup
+# System packages the tests use: systemd-analyze (unit verification).
+sysdeps:
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+	  echo "installing Debian packages: systemd"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
+
+test: setup sysdeps
 	$(BIN)/python -m pytest -q
 
 clean:

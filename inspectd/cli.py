@@ -177,13 +177,35 @@ def eval_cmd(
 @app.command()
 def run(
     config: ConfigOpt = None,
-    source: Annotated[str | None, typer.Option(help="source URI, e.g. replay:DIR?fps=4")] = None,
+    source: Annotated[str | None, typer.Option(help="source URI, e.g. replay:DIR?fps=4 or sim:?fps=10")] = None,
     pub: Annotated[str | None, typer.Option(help="ZeroMQ PUB address")] = None,
     query: Annotated[str | None, typer.Option(help="ZeroMQ ROUTER query address")] = None,
+    station: Annotated[str | None, typer.Option(help="override station.name")] = None,
+    tips: Annotated[
+        str, typer.Option(help="'model' (the tip detector) or 'labels' (ground truth from sidecars: an oracle)")
+    ] = "model",
+    stop_after: Annotated[int | None, typer.Option(min=1, help="drain and exit after this many frames")] = None,
+    exit_at_end: Annotated[bool, typer.Option(help="exit when a finite source (replay without loop) ends")] = False,
 ) -> None:
-    """Run the inspection daemon (acquire, inspect, publish verdicts)."""
-    _config(config, {"source.uri": source, "publish.pub": pub, "publish.query": query})
-    _not_available("run", 6)
+    """Run the inspection daemon: acquire, inspect across processes, publish verdicts (SIGTERM drains, SIGHUP reloads the recipe)."""
+    cfg = _config(
+        config, {"source.uri": source, "publish.pub": pub, "publish.query": query, "station.name": station}
+    )
+    if tips not in ("model", "labels"):
+        err.print(f"--tips must be 'model' or 'labels', not {tips!r}")
+        raise typer.Exit(EXIT_USAGE)
+    from inspectd.pipeline.daemon import run_daemon
+    from inspectd.vision.tips import LabelOracle
+
+    raise typer.Exit(
+        run_daemon(
+            cfg,
+            config_path=config,
+            detector_factory=LabelOracle if tips == "labels" else None,
+            stop_after=stop_after,
+            exit_at_end=exit_at_end,
+        )
+    )
 
 
 @app.command()

@@ -303,7 +303,8 @@ class Publisher:
             self._published += 1
         dt = time.perf_counter() - t0
         self._metrics.published(self.station, v.seq, str(v.result), dt)
-        self._log.info(
+        # debug: the daemon logs one `verdict` line per frame with the stage timings
+        self._log.debug(
             "verdict_published",
             seq=v.seq,
             frame_id=v.frame_id,

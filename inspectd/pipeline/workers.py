@@ -1,0 +1,177 @@
+"""Inspection worker processes: each runs the whole `Inspector` on the frames the parent hands it.
+
+A worker is a spawned process (no inherited threads, locks or sockets) with one
+duplex pipe to the parent. No queue is shared between workers, so a worker
+killed with -9 in the middle of a message cannot wedge a lock the others need:
+the parent sees EOF / the process sentinel and knows exactly which frame that
+worker held (at most one: the parent keeps undispatched frames itself, so a
+frame always goes to the first worker that is free).
+
+Messages, parent -> worker:
+    ("task", acq, SlotRef, frame_id, meta_json, deadline_mono)
+    ("recipe", recipe_json)            frames after it are judged with the new recipe
+    ("stop",)                          finish and exit 0
+worker -> parent:
+    ("ready", pid, detector_name, warm_ms)
+    ("result", acq, verdict_json, stage_ms, t_start_mono, t_end_mono)
+    ("skipped", acq)                   its deadline had passed before it started (the parent already timed it out)
+    ("fatal", message)                 cannot work at all (ring missing); the worker exits 3
+
+The pixels stay in the shared-memory ring: the worker wraps the slot in a
+read-only ndarray (zero-copy) for the length of one inspection.
+`time.monotonic()` is CLOCK_MONOTONIC, the same clock in every process, so the
+deadline travels as a number.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from inspectd.pipeline.shm_ring import RingReader
+
+__all__ = ["WorkerSpec", "worker_main", "default_detector_factory", "load_default_detector"]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable for the spawn context."""
+
+    wid: int
+    cfg_json: str
+    ring_name: str
+    slots: int
+    slot_bytes: int
+    detector_factory: Callable[[], object] | None
+    log_level: str = "info"
+    log_json: bool = True
+    cv_threads: int = 0  # OpenCV threads per worker (0: OpenCV's default)
+
+
+def load_default_detector(engine: dict) -> object:
+    """HrnetDetector from `[engine]` if its model file exists and loads, else an honest NoDetector."""
+    from pathlib import Path
+
+    from inspectd.config import EngineConfig
+    from inspectd.vision.tips import NoDetector
+
+    ecfg = EngineConfig.model_validate(engine)
+    if not Path(ecfg.model).is_file():
+        return NoDetector(f"no HRNet tip model at {ecfg.model} (engine {ecfg.type})")
+    try:
+        from inspectd.vision.hrnet_detector import load_detector
+    except ImportError as e:
+        return NoDetector(f"HRNet detector not available: {e}")
+    try:
+        return load_detector(ecfg)
+    except Exception as e:  # a broken model file: every frame says so, the daemon keeps running
+        return NoDetector(f"HRNet model {ecfg.model} failed to load: {type(e).__name__}: {e}")
+
+
+def default_detector_factory(engine: dict) -> Callable[[], object]:
+    import functools
+
+    return functools.partial(load_default_detector, engine)
+
+
+def _warmup(inspector) -> None:
+    """Run every stage once on a small simulated frame (oracle tips), so frame 1 costs what frame 100 does.
+
+    The stages import scipy & co. lazily; on a loaded 2-core PC the first
+    `locate` costs ~1.5 s of imports, which would make the first frames TIMEOUT.
+    """
+    import scipy.signal  # noqa: F401  (the ROI's layer counting; ~1 s to import)
+
+    from inspectd.pipeline.stages import Inspector
+    from inspectd.sim import SimOptions, render_frame
+    from inspectd.sim.dump import sim_frame_to_frame
+    from inspectd.vision.tips import LabelOracle
+
+    frame = sim_frame_to_frame(render_frame(0, 0, SimOptions(size=512, bit_depth=8, defect_rate=0.0)), 0, 0, "warmup")
+    Inspector(inspector.cfg, LabelOracle()).inspect(frame, 0)
+
+
+def worker_main(spec: WorkerSpec, conn) -> None:
+    """Entry point of a worker process."""
+    # The parent decides when workers stop: a terminal's Ctrl-C or systemd's SIGTERM to the
+    # whole group must not kill a worker in the middle of the parent's drain.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from inspectd.observability import configure_logging, get_logger
+
+    configure_logging(spec.log_level, spec.log_json)
+    log = get_logger(proc=f"worker-{spec.wid}", pid=os.getpid())
+    t0 = time.perf_counter()
+    try:
+        ring = RingReader(spec.ring_name, spec.slots, spec.slot_bytes)
+    except Exception as e:
+        log.error("worker_fatal", msg=f"cannot attach frame ring {spec.ring_name}: {e}")
+        try:
+            conn.send(("fatal", f"cannot attach frame ring {spec.ring_name}: {e}"))
+        finally:
+            os._exit(3)
+
+    from inspectd.config import Config, RecipeConfig
+    from inspectd.frames import Frame, Sidecar
+    from inspectd.pipeline.stages import Inspector
+    from inspectd.vision.tips import NoDetector
+
+    if spec.cv_threads > 0:
+        # Workers are the parallelism: N workers x OpenCV's own pool of ncpu threads oversubscribe
+        # the cores (2 workers on 2 cores: ~12 % slower per frame with OpenCV's default).
+        import cv2
+
+        cv2.setNumThreads(spec.cv_threads)
+    cfg = Config.model_validate_json(spec.cfg_json)
+    try:
+        detector = spec.detector_factory() if spec.detector_factory is not None else NoDetector()
+    except Exception as e:
+        log.error("detector_load_failed", msg=f"{type(e).__name__}: {e}")
+        detector = NoDetector(f"tip detector failed to load: {type(e).__name__}: {e}")
+    inspector = Inspector(cfg, detector)
+    try:
+        _warmup(inspector)
+    except Exception as e:  # warm-up is an optimisation; a failure here shows on real frames too
+        log.warning("warmup_failed", msg=f"{type(e).__name__}: {e}")
+    warm_ms = (time.perf_counter() - t0) * 1000.0
+    log.info("worker_ready", detector=detector.name, warm_ms=round(warm_ms, 1))
+    try:
+        conn.send(("ready", os.getpid(), detector.name, warm_ms))
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                log.warning("parent_gone", msg="pipe to the parent closed; exiting")
+                break
+            kind = msg[0]
+            if kind == "task":
+                _, acq, ref, frame_id, meta_json, deadline = msg
+                if time.monotonic() > deadline:
+                    conn.send(("skipped", acq))
+                    continue
+                t_start = time.monotonic()
+                try:
+                    image = ring.view(ref)
+                    frame = Frame(frame_id, image, Sidecar.model_validate_json(meta_json))
+                    ins = inspector.inspect(frame, 0)
+                    verdict_json, stage_ms = ins.verdict.to_json(), ins.stage_ms
+                except Exception as e:  # a bad slot or sidecar: this frame's ERROR, not the worker's death
+                    verdict_json, stage_ms = None, {"error": f"{type(e).__name__}: {e}"}
+                finally:
+                    image = frame = ins = None  # drop views on the shared buffer
+                conn.send(("result", acq, verdict_json, stage_ms, t_start, time.monotonic()))
+            elif kind == "recipe":
+                recipe = RecipeConfig.model_validate_json(msg[1])
+                inspector.cfg = inspector.cfg.model_copy(update={"recipe": recipe})
+                log.info("recipe_applied", recipe=recipe.model_dump())
+            elif kind == "stop":
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        ring.close()
+    log.debug("worker_exit")

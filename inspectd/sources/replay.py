@@ -1,0 +1,123 @@
+"""`replay:DIR?fps=10&loop=1` — a frame dump (DESIGN.md §3) played as a live source.
+
+Parameters:
+- ``fps`` (default 10): frames per second on a monotonic schedule; 0 = as fast as
+  the reader pulls (throughput runs; pair with ``pipeline.overload = "block"``).
+- ``loop`` (default 0): 1 = start again after the last frame; 0 = `EndOfStream`.
+- ``stamp`` (default ``now``): ``now`` stamps ``t_acquired_ns = time.time_ns()``
+  when the frame is due (the moment a camera would expose it), so latency and the
+  deadline count from this run; ``file`` keeps the sidecar's timestamp.
+
+Unreadable files come out as `FrameReadError` (they get an ERROR verdict) and
+never stop the stream. The file list is taken once, at open.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from inspectd.frames import Frame, FrameReadError, list_dump, read_frame
+from inspectd.sources.base import EndOfStream, Pacer, SourceConfigBase, SourceError
+
+SCHEME = "replay"
+TARGET_FIELD = "dir"  # the URI part before "?"
+
+
+class ReplaySourceConfig(SourceConfigBase):
+    type: Literal["replay"] = "replay"
+    dir: Path
+    fps: float = Field(10.0, ge=0, le=10000, description="frames per second; 0 = as fast as possible")
+    loop: bool = False
+    stamp: Literal["now", "file"] = "now"
+
+    def max_frame_bytes(self) -> int | None:
+        """Largest frame of the dump, from TIFF headers (None if any file is not a TIFF or unreadable)."""
+        try:
+            files = list_dump(self.dir)
+        except (FileNotFoundError, OSError):
+            return None
+        if not files:
+            return None
+        import numpy as np
+        import tifffile
+
+        biggest = 0
+        for p in files:
+            if p.suffix.lower() not in (".tif", ".tiff"):
+                return None
+            try:
+                with tifffile.TiffFile(p) as tif:
+                    page = tif.pages[0]
+                    biggest = max(biggest, int(np.prod(page.shape)) * np.dtype(page.dtype).itemsize)
+            except Exception:
+                continue  # an unreadable file gets its ERROR at read time
+        return biggest or None
+
+
+CONFIG = ReplaySourceConfig
+
+
+def config_from_uri(target: str, params: dict[str, str]) -> ReplaySourceConfig:
+    if not target:
+        raise SourceError("replay needs a dump directory: replay:DIR[?fps=10&loop=1]")
+    return ReplaySourceConfig.model_validate({"dir": target, **params})
+
+
+class ReplaySource:
+    def __init__(self, cfg: ReplaySourceConfig):
+        self.cfg = cfg
+        self.name = f"replay:{cfg.dir}"
+        self._files: list[Path] = []
+        self._i = 0
+        self.passes = 0
+        self._pacer = Pacer(cfg.fps)
+
+    def open(self) -> None:
+        if not self.cfg.dir.is_dir():
+            raise SourceError(f"replay: dump directory not found: {self.cfg.dir}")
+        self._files = list_dump(self.cfg.dir)
+        if not self._files:
+            raise SourceError(f"replay: no frame files in {self.cfg.dir}")
+        self._i = 0
+        self.passes = 0
+
+    @property
+    def frames(self) -> int:
+        return len(self._files)
+
+    @property
+    def lagged(self) -> int:
+        return self._pacer.lagged
+
+    def read(self, timeout_s: float) -> Frame | FrameReadError | None:
+        if not self._files:
+            raise SourceError("replay: read() before open()")
+        if self._i >= len(self._files):
+            if not self.cfg.loop:
+                raise EndOfStream(self.name)
+            self._i = 0
+            self.passes += 1
+        if not self._pacer.wait(timeout_s):
+            return None
+        t_ns = time.time_ns()
+        path = self._files[self._i]
+        self._i += 1
+        try:
+            frame = read_frame(path)
+        except Exception as e:  # FrameError, or a file that vanished: one bad file never stops the stream
+            msg = str(e) if type(e).__name__ == "FrameError" else f"{path.name}: {type(e).__name__}: {e}"
+            return FrameReadError(frame_id=path.stem, path=path, message=msg)
+        if self.cfg.stamp == "now" or not frame.meta.t_acquired_ns:
+            frame.meta.t_acquired_ns = t_ns
+        return frame
+
+    def close(self) -> None:
+        self._files = []
+
+
+def create(cfg: ReplaySourceConfig) -> ReplaySource:
+    return ReplaySource(cfg)
