@@ -268,19 +268,36 @@ def bench(quick: Annotated[bool, typer.Option(help="CI-sized run")] = False) -> 
     _not_available("bench", 8)
 
 
-@app.command()
-def train(
-    data: Annotated[Path, typer.Option(help="training dump")],
-    out_dir: Annotated[Path, typer.Option("--out", help="run directory")],
-) -> None:
-    """Train the HRNet tip model (needs the "train" extra: torch)."""
-    _not_available("train", 5)
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 
-@app.command()
-def export(run_dir: Annotated[Path, typer.Argument(help="training run directory")]) -> None:
-    """Export a trained model to ONNX with its model card."""
-    _not_available("export", 5)
+def _needs_torch(what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        err.print(f"inspectd {what} needs torch: pip install 'inspectd[train]' (torch==2.13.0, CPU)")
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command(context_settings=_PASSTHROUGH)
+def train(ctx: typer.Context) -> None:
+    """Train the HRNet tip model: --data DUMP --out runs/NAME [--resume] [--steps N] ... (--help for all options).
+
+    Checkpoints every 100 steps and on SIGTERM; --resume continues exactly. Needs the "train" extra (torch).
+    """
+    _needs_torch("train")
+    from inspectd.model.train import main as train_main
+
+    raise typer.Exit(train_main(list(ctx.args)))
+
+
+@app.command(context_settings=_PASSTHROUGH)
+def export(ctx: typer.Context) -> None:
+    """Export a checkpoint to ONNX + model card: CHECKPOINT OUT.onnx [--calib DUMP] [--test DUMP] (--help for all)."""
+    _needs_torch("export")
+    from inspectd.model.export import main as export_main
+
+    raise typer.Exit(export_main(list(ctx.args)))
 
 
 def main() -> None:

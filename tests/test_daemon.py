@@ -372,11 +372,11 @@ def test_restart_continues_seq_sighup_reloads_recipe_sigterm_drains_with_a_stall
 
         station.write_text("[recipe]\noverhang_min_mm = 5.0\n")  # min above max: invalid
         d.proc.send_signal(signal.SIGHUP)
-        bad = d.event("reload_failed", 10)
+        bad = d.event("reload_failed", 30)
         assert any("overhang_min_mm must be below overhang_max_mm" in p for p in bad["problems"])
         station.write_text('[station]\nname = "L1-S1"\n[recipe]\noverhang_min_mm = 3.9\noverhang_max_mm = 4.0\n')
         d.proc.send_signal(signal.SIGHUP)
-        ok = d.event("recipe_reloaded", 10)
+        ok = d.event("recipe_reloaded", 30)
         assert ok["recipe"]["overhang_min_mm"] == 3.9 and ok["changed"] is True
         d.wait_for(lambda e: e.get("event") == "recipe_applied" and e["proc"] == "worker-1", 10, "recipe at worker 1")
 

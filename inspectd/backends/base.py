@@ -1,0 +1,47 @@
+"""The engine protocol: what runs the tip network's forward pass (DESIGN.md §5).
+
+An engine turns a batch of normalised tiles (B, 1, H, W) float32 into raw
+heatmaps (B, 2, H/s, W/s) float32 (anode, cathode). Everything around it (tile
+geometry, decoding, mapping back) is the engine-independent
+`inspectd.model.infer`. Backends, one module each, hold a pydantic config with
+a ``type: Literal[...]`` discriminator and guard the import of their library,
+so a missing optional dependency is an error only when that backend is chosen.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = ["Engine", "EngineError", "check_batch"]
+
+
+class EngineError(RuntimeError):
+    """An engine that cannot be loaded or run (missing library, missing/corrupt model, bad input)."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def load(self) -> None:
+        """Load the model (idempotent). Raises EngineError."""
+        ...
+
+    def warmup(self, shape: tuple[int, int, int, int] = (1, 1, 256, 192), runs: int = 2) -> None:
+        """Run the first (slow: allocations, kernel selection) inferences on a dummy batch."""
+        ...
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(B, 1, H, W) float32 -> (B, 2, H/s, W/s) float32 heatmaps."""
+        ...
+
+
+def check_batch(batch: np.ndarray) -> np.ndarray:
+    b = np.asarray(batch)
+    if b.ndim != 4 or b.shape[1] != 1:
+        raise EngineError(f"engine input must be (B, 1, H, W), got shape {b.shape}")
+    if b.shape[2] % 32 or b.shape[3] % 32:
+        raise EngineError(f"engine input H, W must be multiples of 32, got {b.shape[2]}x{b.shape[3]}")
+    return np.ascontiguousarray(b, dtype=np.float32)

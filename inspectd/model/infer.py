@@ -1,0 +1,76 @@
+"""One frame through the tip model: ROI -> tiles -> heatmaps -> peaks -> full-frame tips.
+
+Shared by the pipeline's `HrnetDetector`, the training loop's validation pass
+and the export's held-out evaluation, so that what is measured is what runs.
+`infer` is any callable (B, 1, H, W) float32 -> (B, 2, H/s, W/s) (an
+`Engine.infer`, or a torch model wrapped by `torch_infer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspectd.model.codec import HeatmapCodec
+from inspectd.model.crop import CropPlan, InputSpec, make_batch
+
+__all__ = ["FrameTips", "detect_tips", "merge_tiles"]
+
+InferFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class FrameTips:
+    anode: np.ndarray  # (N, 3) [x, y, score], full-frame px, ordered along the stack
+    cathode: np.ndarray  # (M, 3)
+    plan: CropPlan
+    heatmaps: np.ndarray | None = None  # (B, 2, h, w) when kept
+
+
+def merge_tiles(heatmaps: np.ndarray, plan: CropPlan, codec: HeatmapCodec, threshold: float, method: str) -> list[np.ndarray]:
+    """Decode every tile, keep each tile's own rows, map to full-frame px; per class (N, 3), along the stack."""
+    per_class: list[list[np.ndarray]] = [[] for _ in range(heatmaps.shape[1])]
+    for k in range(len(plan.tiles)):
+        dets = codec.decode(heatmaps[k], threshold, method)
+        for c, d in enumerate(dets):
+            if len(d) == 0:
+                continue
+            if len(plan.tiles) > 1:
+                d = d[plan.owned(d[:, :2], k)]
+                if len(d) == 0:
+                    continue
+            full = plan.to_full(d[:, :2], k)
+            per_class[c].append(np.column_stack([full, d[:, 2]]))
+    out = []
+    for lst in per_class:
+        pts = np.vstack(lst) if lst else np.zeros((0, 3))
+        out.append(_along_stack(pts, plan))
+    return out
+
+
+def _along_stack(pts: np.ndarray, plan: CropPlan) -> np.ndarray:
+    if len(pts) < 2:
+        return pts
+    key = pts[:, 1] if plan.orientation.horizontal_layers else pts[:, 0]
+    return pts[np.argsort(key, kind="stable")]
+
+
+def detect_tips(
+    infer: InferFn,
+    img8: np.ndarray,
+    roi,
+    spec: InputSpec,
+    codec: HeatmapCodec,
+    threshold: float | None = None,
+    method: str | None = None,
+    pitch: float | None = None,
+    keep_heatmaps: bool = False,
+) -> FrameTips:
+    """Tips of one frame (uint8 `img8`, windowed) inside `roi` (full-frame px, with orientation)."""
+    batch, plan = make_batch(img8, roi, spec, pitch)
+    hm = np.asarray(infer(batch), np.float32)
+    thr = codec.threshold if threshold is None else threshold
+    a, c = merge_tiles(hm, plan, codec, thr, method or codec.decoder)
+    return FrameTips(a, c, plan, hm if keep_heatmaps else None)

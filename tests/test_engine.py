@@ -1,0 +1,121 @@
+"""Engine backends (inspectd/backends) and the HrnetDetector on top of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspectd.backends import EngineError, backend_config, load_engine
+from inspectd.config import EngineConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "engines" / "hrnet_tips.onnx"
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from inspectd.model.export import export_onnx
+    from inspectd.model.train import train
+    from inspectd.sim import SimOptions
+    from inspectd.sim.dump import simulate_dump
+
+    root = tmp_path_factory.mktemp("engine")
+    simulate_dump(root / "train", 2, 78, SimOptions(size=512, bit_depth=12))
+    train(root / "train", root / "run", steps=2, variant="tiny", tile_w=96, tile_h=128, batch=2, threads=1, val_frames=0, warmup=1)
+    path = root / "tiny.onnx"
+    export_onnx(root / "run" / "last.pt", path, timing=False, log=lambda *_: None)
+    return path
+
+
+def test_config_discriminators():
+    ort_cfg = backend_config(EngineConfig(type="onnxruntime", model=Path("x.onnx"), threads=3))
+    assert ort_cfg.type == "onnxruntime" and ort_cfg.threads == 3 and ort_cfg.model == Path("x.onnx")
+    assert backend_config(EngineConfig(type="torch", model=Path("x.pt"))).type == "torch"
+    with pytest.raises(EngineError, match="tensorrt"):
+        backend_config(EngineConfig(type="tensorrt"))
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(EngineError, match="not found"):
+        load_engine(EngineConfig(model=tmp_path / "none.onnx"))
+
+
+def test_onnxruntime_engine_protocol(tiny_onnx):
+    from inspectd.backends.base import Engine
+
+    eng = load_engine(EngineConfig(type="onnxruntime", model=tiny_onnx, threads=1), warmup=True)
+    assert isinstance(eng, Engine)
+    for shape in [(1, 1, 128, 96), (3, 1, 256, 192)]:
+        y = eng.infer(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
+        assert y.shape == (shape[0], 2, shape[2] // 2, shape[3] // 2) and y.dtype == np.float32
+    with pytest.raises(EngineError):
+        eng.infer(np.zeros((1, 1, 100, 96), np.float32))
+
+
+def test_torch_engine_matches_onnxruntime(tiny_onnx):
+    pytest.importorskip("torch")
+    from inspectd.backends.torch import TorchConfig, TorchEngine
+    from inspectd.model.card import load_card
+
+    card = load_card(tiny_onnx)
+    te = TorchEngine(TorchConfig(model=Path(card.training["checkpoint"]), threads=1))
+    oe = load_engine(EngineConfig(model=tiny_onnx, threads=1))
+    x = np.random.default_rng(1).standard_normal((2, 1, 128, 96)).astype(np.float32)
+    assert np.abs(te.infer(x) - oe.infer(x)).max() < 1e-4
+
+
+def test_hrnet_detector_plumbing(tiny_onnx):
+    from inspectd.frames import Frame
+    from inspectd.model.train import roi_from_labels
+    from inspectd.sim import SimOptions, render_frame
+    from inspectd.vision.hrnet_detector import HrnetDetector, load_detector
+    from inspectd.vision.tips import DetectionUnavailable
+    from inspectd.vision.window import to_8bit
+
+    det = load_detector(EngineConfig(model=tiny_onnx, threads=1))
+    assert isinstance(det, HrnetDetector) and det.name.startswith("hrnet_tiny-") and len(det.name) == len("hrnet_tiny-") + 8
+    sim = render_frame(5, 0, SimOptions(size=512, bit_depth=12))
+    frame = Frame("f", sim.image)
+    img8 = to_8bit(sim.image, 12)
+    roi = roi_from_labels(sim.anode_tips, sim.cathode_tips, img8.shape)
+    tips = HrnetDetector(det.engine, det.card, threshold=0.0).detect(frame, img8, roi)
+    assert tips.anode.ndim == 2 and tips.anode.shape[1] == 2 and tips.cathode.shape[1] == 2
+    with pytest.raises(DetectionUnavailable):
+        det.detect(frame, img8, None)
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no trained model at {SHIPPED}")
+def test_shipped_model_detects_sim_tips():
+    """The shipped model on 3 simulator frames it never saw (seed 4242): the issue's synthetic targets."""
+    pytest.importorskip("onnxruntime")
+    from inspectd.config import CornerConfig
+    from inspectd.frames import Frame
+    from inspectd.metrics import default_gate, match_tips
+    from inspectd.sim import SimOptions, render_frame
+    from inspectd.vision.corners import detect_corners
+    from inspectd.vision.hrnet_detector import load_detector
+    from inspectd.vision.roi import find_roi
+    from inspectd.config import RoiConfig
+    from inspectd.vision.window import to_8bit
+
+    det = load_detector(EngineConfig(model=SHIPPED))
+    errs, miss, false, n_gt = [], 0, 0, 0
+    for i in range(3):
+        sim = render_frame(4242, i, SimOptions(size=1000, bit_depth=12, defect_rate=0.0))
+        img8 = to_8bit(sim.image, 12)
+        roi = find_roi(img8, detect_corners(img8, CornerConfig()), RoiConfig())
+        assert roi is not None
+        tips = det.detect(Frame(f"f{i}", sim.image), img8, roi)
+        gate = default_gate(sim.anode_tips, sim.cathode_tips)
+        for pred, gt in ((tips.anode, sim.anode_tips), (tips.cathode, sim.cathode_tips)):
+            pairs, up, ug = match_tips(pred, gt, gate)
+            errs += np.hypot(*(pred[pairs[:, 0]] - gt[pairs[:, 1]]).T).tolist()
+            miss, false, n_gt = miss + len(ug), false + len(up), n_gt + len(gt)
+    assert np.median(errs) <= 0.5
+    assert miss / n_gt <= 0.02 and false / n_gt <= 0.02

@@ -1,0 +1,96 @@
+"""The HRNet tip model: network shapes, training (loss, checkpoint/resume), ONNX export vs torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from inspectd.model.hrnet import VARIANTS, build_model, count_params  # noqa: E402
+
+TINY = dict(variant="tiny", tile_w=96, tile_h=128, batch=2, threads=1, val_frames=0, warmup=1, log_every=1)
+
+
+@pytest.fixture(scope="module")
+def sim_dump(tmp_path_factory):
+    from inspectd.sim import SimOptions
+    from inspectd.sim.dump import simulate_dump
+
+    d = tmp_path_factory.mktemp("sim") / "train"
+    simulate_dump(d, 3, 77, SimOptions(size=512, bit_depth=12))
+    return d
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_tiny_forward_shape(stride):
+    m = build_model("tiny", head_stride=stride).eval()
+    with torch.no_grad():
+        y = m(torch.zeros(2, 1, 128, 96))
+    assert tuple(y.shape) == (2, 2, 128 // stride, 96 // stride)
+    assert m.stride == stride
+
+
+def test_variants_build():
+    # the W18-small backbone with the chosen head stays small (docs/model.md has the measured figures)
+    n = {v: count_params(build_model(v)) for v in ("w18s", "w12s")}
+    assert 1.0e6 < n["w18s"] < 1.6e6 and 0.3e6 < n["w12s"] < 0.6e6
+    assert set(VARIANTS) >= {"w18s", "w18s_v2", "w12s", "tiny"}
+
+
+def test_few_steps_reduce_loss(sim_dump):
+    from inspectd.model.codec import HeatmapCodec
+    from inspectd.model.crop import InputSpec
+    from inspectd.model.data import AugConfig, find_dumps, load_frames, make_batch_train
+    from inspectd.model.train import TrainOptions, loss_fn
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    spec = InputSpec(tile_w=96, tile_h=128)
+    codec = HeatmapCodec()
+    frames = load_frames(find_dumps(sim_dump), spec, AugConfig())
+    x, y = make_batch_train(frames, spec, codec, AugConfig(), np.random.default_rng(0), 4)
+    assert x.shape == (4, 1, 128, 96) and y.shape == (4, 2, 64, 48) and y.max() > 0.9
+    m = build_model("tiny")
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    o = TrainOptions()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    losses = []
+    for _ in range(15):
+        loss = loss_fn(m(xt), yt, o)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_checkpoint_resume_is_exact(sim_dump, tmp_path):
+    from inspectd.model.train import train
+
+    full = train(sim_dump, tmp_path / "full", steps=6, **TINY)
+    part = train(sim_dump, tmp_path / "part", steps=6, stop_at=3, **TINY)
+    assert part["step"] == 3 and (tmp_path / "part" / "last.pt").is_file()
+    resumed = train(sim_dump, tmp_path / "part", resume=True)
+    assert resumed["step"] == 6
+    assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-6, abs=1e-9)
+    log = (tmp_path / "part" / "train.log").read_text()
+    assert "resumed from" in log
+
+
+def test_export_matches_torch(sim_dump, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from inspectd.model.card import card_path, load_card, sha256_file
+    from inspectd.model.export import export_onnx
+    from inspectd.model.train import train
+
+    train(sim_dump, tmp_path / "run", steps=2, **TINY)
+    onnx_path = tmp_path / "tiny.onnx"
+    card = export_onnx(tmp_path / "run" / "last.pt", onnx_path, timing=False, log=lambda *_: None)
+    assert card.export["max_abs_diff"] < 1e-4
+    assert card.export["opset"] >= 17
+    c2 = load_card(card_path(onnx_path))
+    assert c2.sha256 == sha256_file(onnx_path) and c2.model_id == f"hrnet_tiny-{c2.sha256[:8]}"
+    assert c2.input_spec().tile_w == 96 and c2.codec().stride == 2
+    assert c2.training["step"] == 2 and c2.training["data"][0]["sim_seeds"] == [77]
