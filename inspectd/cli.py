@@ -97,12 +97,13 @@ def simulate(
 
 
 def _detector(tips: str, cfg: Config):
-    from inspectd.vision.tips import LabelOracle, NoDetector
+    from inspectd.pipeline.workers import load_default_detector
+    from inspectd.vision.tips import LabelOracle
 
     if tips == "labels":
         return LabelOracle()
     if tips == "model":
-        return NoDetector(f"no HRNet tip model is installed yet (issue #5); looked for {cfg.engine.model}")
+        return load_default_detector(cfg.engine.model_dump())
     err.print(f"--tips must be 'model' or 'labels', not {tips!r}")
     raise typer.Exit(EXIT_USAGE)
 

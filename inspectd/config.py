@@ -74,7 +74,11 @@ class RoiConfig(_Strict):
 class CorrectionConfig(_Strict):
     """Corner-guided post-correction with local-pattern confidence (paper §2.3)."""
 
-    enabled: bool = True
+    # Off by default, by measurement: on 20 held-out 2048² sim frames with the
+    # shipped HRNet, correction raised the median tip error from 1.00 to 1.45 px
+    # (OFAST corners sit 2-3 px inside tapered tips). docs/vision.md; the paper's
+    # ablation (issue #5) decides whether a better corner placement earns it back.
+    enabled: bool = False
     delta_px: float = Field(5.0, gt=0, description="δ: search radius for the reference corner (px; scale with resolution)")
     patch_px: int = Field(9, ge=3, description="side of the square patch for local patterns (odd)")
     bins: int = Field(16, ge=2, le=256, description="histogram bins of a local pattern")

@@ -59,6 +59,12 @@ def load_default_detector(engine: dict) -> object:
     from inspectd.vision.tips import NoDetector
 
     ecfg = EngineConfig.model_validate(engine)
+    model = Path(ecfg.model)
+    if not model.is_absolute() and not model.is_file():
+        # the default engines/... path, run from outside the checkout: the shipped model
+        shipped = Path(__file__).resolve().parents[2] / model
+        if shipped.is_file():
+            ecfg = ecfg.model_copy(update={"model": shipped})
     if not Path(ecfg.model).is_file():
         return NoDetector(f"no HRNet tip model at {ecfg.model} (engine {ecfg.type})")
     try:
