@@ -47,6 +47,7 @@ import numpy as np
 
 from inspectd.vision.orientation import (
     Orientation,
+    box_to_canonical,
     canonical_shape,
     points_from_canonical,
     points_to_canonical,
@@ -148,21 +149,6 @@ def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 def _invert(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(m, np.float64))
-
-
-def box_to_canonical(box: tuple[int, int, int, int], o: Orientation, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    """Full-frame pixel box [x0, x1) × [y0, y1) -> the same pixels as a canonical box (inverse of
-    `orientation.box_from_canonical`)."""
-    o = Orientation(o)
-    x0, y0, x1, y1 = (int(v) for v in box)
-    h, w = int(shape[0]), int(shape[1])
-    if o is Orientation.RIGHT:
-        return x0, y0, x1, y1
-    if o is Orientation.LEFT:
-        return w - x1, y0, w - x0, y1
-    if o is Orientation.DOWN:
-        return y0, x0, y1, x1
-    return h - y1, x0, h - y0, x1  # UP: x' = H-1-y, y' = x
 
 
 def orientation_from_labels(anode: np.ndarray, cathode: np.ndarray) -> Orientation | None:

@@ -156,6 +156,21 @@ def box_from_canonical(
     return y0, h - x1, y1, h - x0
 
 
+def box_to_canonical(box: tuple[int, int, int, int], o: Orientation, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """Full-frame pixel box [x0, x1) × [y0, y1) -> the same pixels as a canonical box (inverse of
+    `box_from_canonical`)."""
+    o = Orientation(o)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, w = int(shape[0]), int(shape[1])
+    if o is Orientation.RIGHT:
+        return x0, y0, x1, y1
+    if o is Orientation.LEFT:
+        return w - x1, y0, w - x0, y1
+    if o is Orientation.DOWN:
+        return y0, x0, y1, x1
+    return h - y1, x0, h - y0, x1  # UP: x' = H-1-y, y' = x
+
+
 def detect_orientation(img8: np.ndarray, corners: np.ndarray, *, cluster: Cluster | None = None) -> Orientation:
     """Direction the tips point, from the image around the corner cluster.
 
