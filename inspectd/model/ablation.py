@@ -228,7 +228,40 @@ def run_ablation(
     return rows
 
 
+def markdown_tables(result: dict) -> str:
+    """The docs/accuracy.md tables (NME in %, PCK/PCS as fractions like the paper) from an ablation JSON."""
+    extra = {(d["variant"], d["decoder"], d["dataset"]): d for d in result.get("details", {}).get("rows", [])}
+    head = (
+        "| Method | decoder | NME (%) ↓ | PCK@0.5% ↑ | PCK@1% ↑ | PCS@0.5% ↑ | PCS@1% ↑ | median px | p95 px "
+        "| miss rate | tips moved | images |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+
+    def num(v, fmt):
+        return "-" if v is None else fmt.format(v)
+
+    out = []
+    for ds in dict.fromkeys(r["dataset"] for r in result["rows"]):
+        out += [f"### {ds}", "", head]
+        rows = [r for r in result["rows"] if r["dataset"] == ds]
+        for r in sorted(rows, key=lambda r: r["decoder"]):  # stable: argmax block, then dark
+            x = extra.get((r["variant"], r["decoder"], ds), {})
+            moved = x.get("tips_moved_by_correction")
+            name = r["variant"]
+            out.append(
+                f"| {name} | {r['decoder']} | {num(r['nme'] and 100 * r['nme'], '{:.3f}')} | "
+                f"{num(r['pck_0_5'], '{:.3f}')} | {num(r['pck_1'], '{:.3f}')} | {num(r['pcs_0_5'], '{:.3f}')} | "
+                f"{num(r['pcs_1'], '{:.3f}')} | {num(r['median_px'], '{:.2f}')} | {num(x.get('p95_px'), '{:.2f}')} | "
+                f"{num(r['miss_rate'] and 100 * r['miss_rate'], '{:.2f} %')} | "
+                f"{num(moved and 100 * moved, '{:.1f} %')} | {r['n_images']} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--markdown":
+        print(markdown_tables(json.loads(Path(sys.argv[2]).read_text())))
+        return 0
     ap = argparse.ArgumentParser(prog="python -m inspectd.model.ablation", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="JSON to write")
     ap.add_argument("--sim", type=Path, nargs="*", action="extend", default=None, help="simulator test dumps")
