@@ -76,7 +76,7 @@ def synthetic_set(n_images=8, seed=0, sigma=1.5, corner_fn=local_corners):
 
 
 def test_synthetic_comb_correction_reduces_error():
-    cfg = CorrectionConfig()
+    cfg = CorrectionConfig(enabled=True)
     before, after, moved = [], [], 0
     for img, gt, pred, na, corners in synthetic_set():
         assert corners.dtype == np.float32 and corners.shape[1] == 3
@@ -104,16 +104,16 @@ def test_no_corners_or_no_points():
     img = np.full((50, 50), 128, np.uint8)
     pts = np.array([[10.0, 10.0], [20.5, 30.25]])
     for corners in (np.zeros((0, 3), np.float32), np.array([[40.0, 40.0, 1.0]], np.float32), None):
-        res = correct(pts, corners, img, CorrectionConfig())
+        res = correct(pts, corners, img, CorrectionConfig(enabled=True))
         np.testing.assert_array_equal(res.points, pts)
         assert not res.moved.any()
-    res = correct(np.zeros((0, 2)), np.array([[1.0, 1.0, 1.0]]), img, CorrectionConfig())
+    res = correct(np.zeros((0, 2)), np.array([[1.0, 1.0, 1.0]]), img, CorrectionConfig(enabled=True))
     assert res.points.shape == (0, 2)
 
 
 def test_radius_is_inclusive_and_nearest_corner_wins():
     img = np.full((40, 40), 100, np.uint8)
-    cfg = CorrectionConfig(delta_px=3.0)
+    cfg = CorrectionConfig(enabled=True, delta_px=3.0)
     p = np.array([[20.0, 20.0]])
     corners = np.array([[23.0, 20.0, 5.0], [20.0, 17.5, 1.0], [25.0, 20.0, 9.0]], np.float32)
     res = correct(p, corners, img, cfg)
@@ -134,7 +134,7 @@ def test_each_point_is_weighted_by_its_own_pattern():
     corner q) from q's patch: our reading of eq. (5)/(6)."""
     img = np.zeros((20, 20), np.uint8)
     img[:, 8:] = 255  # dark left of x = 8, bright from x = 8
-    cfg = CorrectionConfig(delta_px=3.0, patch_px=3, bins=4)
+    cfg = CorrectionConfig(enabled=True, delta_px=3.0, patch_px=3, bins=4)
     p = np.array([[5.0, 10.0]])  # patch x 4..6: all dark
     q = np.array([[8.0, 10.0, 1.0]])  # patch x 7..9: 1/3 dark, 2/3 bright
     dark = np.array([1.0, 0, 0, 0])
@@ -167,7 +167,7 @@ def test_per_point_reference_and_correct_tips():
     rng = np.random.default_rng(2)
     img, a, c = render_comb(rng)
     corners = local_corners(img)
-    cfg = CorrectionConfig()
+    cfg = CorrectionConfig(enabled=True)
     ra, rc = correct_tips(a, c, corners, img, cfg)
     both = correct(np.concatenate([a, c]), corners, img, cfg)
     np.testing.assert_allclose(np.concatenate([ra.points, rc.points]), both.points)
@@ -223,7 +223,7 @@ def test_never_moves_more_than_delta(seed):
         ang = rng.uniform(0, 2 * np.pi, m)
         delta0 = float(rng.uniform(0.5, 5.0))
         corners[:m, :2] = pts[:m] + delta0 * np.column_stack([np.cos(ang), np.sin(ang)])
-    cfg = CorrectionConfig(
+    cfg = CorrectionConfig(enabled=True,
         delta_px=float(rng.uniform(0.5, 6.0)),
         patch_px=int(rng.choice([3, 5, 9, 15])),
         bins=int(rng.choice([2, 8, 16, 64])),
@@ -263,7 +263,7 @@ def _real_detect_corners():
 @pytest.mark.skipif(_real_detect_corners() is None, reason="inspectd.vision.corners not written yet")
 def test_with_real_corner_detector_contract_and_radius():
     detect = _real_detect_corners()
-    cfg = CorrectionConfig()
+    cfg = CorrectionConfig(enabled=True)
     for img, gt, pred, na, corners in synthetic_set(n_images=3, seed=5, corner_fn=detect):
         corners = np.asarray(corners)
         assert corners.ndim == 2 and corners.shape[1] == 3
@@ -279,7 +279,7 @@ def test_with_real_corner_detector_contract_and_radius():
 )
 def test_with_real_corner_detector_reduces_error():
     detect = _real_detect_corners()
-    cfg = CorrectionConfig()
+    cfg = CorrectionConfig(enabled=True)
     before, after = [], []
     for img, gt, pred, na, corners in synthetic_set(n_images=6, seed=6, corner_fn=detect):
         res = correct(pred, corners, img, cfg)
