@@ -182,6 +182,9 @@ def run(
     pub: Annotated[str | None, typer.Option(help="ZeroMQ PUB address")] = None,
     query: Annotated[str | None, typer.Option(help="ZeroMQ ROUTER query address")] = None,
     station: Annotated[str | None, typer.Option(help="override station.name")] = None,
+    trigger: Annotated[
+        str | None, typer.Option(help='PULL address for PLC triggers {"part_id": ...}, e.g. tcp://127.0.0.1:5558')
+    ] = None,
     tips: Annotated[
         str, typer.Option(help="'model' (the tip detector) or 'labels' (ground truth from sidecars: an oracle)")
     ] = "model",
@@ -190,7 +193,14 @@ def run(
 ) -> None:
     """Run the inspection daemon: acquire, inspect across processes, publish verdicts (SIGTERM drains, SIGHUP reloads the recipe)."""
     cfg = _config(
-        config, {"source.uri": source, "publish.pub": pub, "publish.query": query, "station.name": station}
+        config,
+        {
+            "source.uri": source,
+            "publish.pub": pub,
+            "publish.query": query,
+            "station.name": station,
+            "trigger.address": trigger,
+        },
     )
     if tips not in ("model", "labels"):
         err.print(f"--tips must be 'model' or 'labels', not {tips!r}")

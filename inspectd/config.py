@@ -105,6 +105,22 @@ class SourceConfig(_Strict):
     uri: str = "sim:?seed=1&fps=10"
 
 
+class TriggerConfig(_Strict):
+    """Part identity from the PLC (docs/daemon.md "Part identity").
+
+    With `address` set, the daemon binds a ZeroMQ PULL socket there; the PLC
+    gateway PUSHes `{"part_id": "..."}` before each exposure and frames take
+    triggers in order. Without it, a frame's part id is what the source
+    delivers (sidecar, chunk data) or, with `generate_part_id`, `<station>-<seq>`.
+    """
+
+    address: str | None = Field(None, description="e.g. tcp://127.0.0.1:5558; None: no PLC trigger")
+    match_window_ms: float = Field(1000.0, gt=0, le=60000, description="a trigger at most this long before its frame")
+    late_ms: float = Field(50.0, ge=0, le=10000, description="... or at most this long after it")
+    no_frame_ms: float = Field(2000.0, gt=0, le=600000, description="a trigger with no frame this long: ERROR NO_FRAME")
+    generate_part_id: bool = Field(True, description="no trigger socket and no part id from the source: <station>-<seq>")
+
+
 class PublishConfig(_Strict):
     """Verdict transport, journal and NG archive (DESIGN.md §4)."""
 
@@ -152,6 +168,7 @@ class Config(_Strict):
     correction: CorrectionConfig = CorrectionConfig()
     engine: EngineConfig = EngineConfig()
     source: SourceConfig = SourceConfig()
+    trigger: TriggerConfig = TriggerConfig()
     publish: PublishConfig = PublishConfig()
     pipeline: PipelineConfig = PipelineConfig()
     observability: ObservabilityConfig = ObservabilityConfig()

@@ -120,6 +120,12 @@ class Metrics:
         self.archive_dropped = Counter(
             "inspectd_archive_dropped", "NG frames not archived (archive queue full or save failed)", registry=r
         )
+        self.triggers = Counter(
+            "inspectd_triggers",
+            "PLC triggers and frames by matching outcome (received, matched, no_frame, frame_without_trigger, rejected)",
+            ["outcome"],
+            registry=r,
+        )
         self.recipe_reloads = Counter("inspectd_recipe_reloads", "SIGHUP recipe reloads", ["outcome"], registry=r)
         for res in ("OK", "NG", "ERROR", "TIMEOUT"):
             self.verdicts.labels(result=res)

@@ -53,6 +53,7 @@ from inspectd.frames import Frame, FrameReadError
 from inspectd.observability import Metrics, SdNotify, configure_logging, get_logger
 from inspectd.pipeline.shm_ring import FrameRing, FrameTooLarge, RingError, SlotRef, slot_bytes_for
 from inspectd.pipeline.supervisor import WorkerHandle, WorkerPool
+from inspectd.pipeline.triggers import Trigger, TriggerListener, TriggerMatcher
 from inspectd.pipeline.workers import WorkerSpec, default_detector_factory
 from inspectd.sources import EndOfStream, SourceError, open_source, parse_source_uri
 from inspectd.verdict import Reason, ReasonCode, Result, Verdict
@@ -95,6 +96,8 @@ class Entry:
     t_end: float | None = None
     t_result: float | None = None  # monotonic, result received by the loop
     source_ms: float = 0.0  # acquisition stamp -> frame written to its slot
+    t_host_ns: int = 0  # acquisition on the host clock (trigger matching)
+    trigger_checked: bool = False  # matched against the PLC triggers (once, just before publishing)
 
 
 class _Acquired:
@@ -177,6 +180,10 @@ class Daemon:
         self.publisher = None
         self.source = None
         self._reload_file_cfg: Config | None = None
+        self.triggers: TriggerListener | None = None
+        self.matcher: TriggerMatcher | None = None
+        self._last_published: Verdict | None = None
+        self._no_frame_owed: deque[Trigger] = deque()  # triggers owed a NO_FRAME verdict, oldest first
 
     # ================================================================== start / stop
 
@@ -232,12 +239,24 @@ class Daemon:
             self.log.error("publisher_failed", msg=str(e))
             self.publisher = None
             return EXIT_FAILED
+        if cfg.trigger.address:
+            t = cfg.trigger
+            self.matcher = TriggerMatcher(t.match_window_ms, t.late_ms, t.no_frame_ms)
+            self.triggers = TriggerListener(t.address, on_message=self._wake, on_reject=self._trigger_rejected)
+            try:
+                bound = self.triggers.start()
+            except Exception as e:
+                self.log.error("trigger_failed", msg=str(e))
+                self.triggers = None
+                return EXIT_FAILED
+            self.log.info("trigger_listening", address=bound)
         metrics_url = (
             f"http://{cfg.observability.metrics_addr}:{self.metrics.port}/metrics" if self.metrics.port else "off"
         )
         print(
             f"inspectd {self.station}: pub {self.publisher.pub_address} query {self.publisher.query_address} "
-            f"metrics {metrics_url} journal {cfg.publish.journal}",
+            f"metrics {metrics_url} journal {cfg.publish.journal}"
+            + (f" trigger {self.triggers.bound}" if self.triggers else ""),
             file=self.out,
             flush=True,
         )
@@ -316,6 +335,8 @@ class Daemon:
             with contextlib.suppress(queue.Full):
                 self._archive_q.put(None, timeout=5.0)
             self._archive_thread.join(timeout=10.0)
+        if self.triggers is not None:
+            self.triggers.close()
         if self.publisher is not None:
             try:
                 self.publisher.close()
@@ -460,6 +481,7 @@ class Daemon:
             t_acq_ns=t_acq_ns,
             t_recv=t_recv,
             deadline=t_recv - age + self.deadline_s,
+            t_host_ns=now_ns - int(age * 1e9),
         )
         if isinstance(item, FrameReadError):
             if slot is not None:
@@ -830,24 +852,25 @@ class Daemon:
     # ---------------------------------------------------------------- publishing
 
     def _publish_ready(self) -> None:
-        from inspectd.publish.publisher import PublishError
-
+        if self.matcher is not None:
+            for t in self.triggers.take():
+                self.metrics.triggers.labels(outcome="received").inc()
+                self.matcher.push(t)
+            if self.next_pub == self.acquired:  # no frame waiting to claim a trigger
+                self._no_frame_owed.extend(self.matcher.expire_idle(time.time_ns()))
         while True:
+            if not self._publish_no_frame_owed():
+                return
             e = self.entries.get(self.next_pub)
             if e is None or e.verdict is None:
                 return
-            try:
-                v = self.publisher.publish(e.verdict)
-            except PublishError as err:
-                now = time.monotonic()
-                if self._publish_failing_since is None:
-                    self._publish_failing_since = now
-                self.metrics.publish_failures.inc()
-                self.log.error("publish_failed", frame_id=e.frame_id, msg=str(err))
-                if now - self._publish_failing_since > PUBLISH_FAIL_FATAL_S:
-                    self.fail(f"publisher failing for {PUBLISH_FAIL_FATAL_S:g} s: {err}", publishable=False)
+            if not e.trigger_checked:
+                self._identify(e)
+                if not self._publish_no_frame_owed():
+                    return
+            if not self._try_publish(e.verdict, e.frame_id):
                 return
-            self._publish_failing_since = None
+            v = self._last_published
             e.published_seq = v.seq
             self.next_pub += 1
             self._observe(e, v)
@@ -856,6 +879,86 @@ class Daemon:
             if e.late is not None:
                 self._record_late(e, e.late)
             self._forget_if_done(e)
+
+    def _try_publish(self, verdict: Verdict, frame_id: str) -> bool:
+        """Publish (journal + wire); False while the publisher fails (retried next pass, fatal after a while)."""
+        from inspectd.publish.publisher import PublishError
+
+        try:
+            self._last_published = self.publisher.publish(verdict)
+        except PublishError as err:
+            now = time.monotonic()
+            if self._publish_failing_since is None:
+                self._publish_failing_since = now
+            self.metrics.publish_failures.inc()
+            self.log.error("publish_failed", frame_id=frame_id, msg=str(err))
+            if now - self._publish_failing_since > PUBLISH_FAIL_FATAL_S:
+                self.fail(f"publisher failing for {PUBLISH_FAIL_FATAL_S:g} s: {err}", publishable=False)
+            return False
+        self._publish_failing_since = None
+        return True
+
+    # ---------------------------------------------------------------- part identity (PLC triggers)
+
+    def _trigger_rejected(self, msg: str) -> None:  # called from the trigger thread
+        self.metrics.triggers.labels(outcome="rejected").inc()
+        self.log.warning("trigger_rejected", msg=msg)
+
+    def _identify(self, e: Entry) -> None:
+        """Give the frame's verdict its part id, once, just before it is published (triggers.py has the rules)."""
+        e.trigger_checked = True
+        v = e.verdict
+        part_id = v.part_id or e.part_id
+        if self.matcher is not None:
+            expired, trig = self.matcher.match(e.t_host_ns)
+            self._no_frame_owed.extend(expired)
+            if trig is None:
+                self.metrics.triggers.labels(outcome="frame_without_trigger").inc()
+                self.log.warning(
+                    "untriggered_frame", frame_id=e.frame_id, msg="no PLC trigger for this frame: part_id null"
+                )
+                part_id = None
+            else:
+                self.metrics.triggers.labels(outcome="matched").inc()
+                if part_id is not None and part_id != trig.part_id:
+                    self.log.warning(
+                        "part_id_mismatch", frame_id=e.frame_id, source_part_id=part_id, trigger_part_id=trig.part_id
+                    )
+                part_id = trig.part_id
+        elif part_id is None and self.cfg.trigger.generate_part_id:
+            part_id = f"{self.station}-{self.publisher.last_seq + 1 + len(self._no_frame_owed)}"
+        if part_id != v.part_id:
+            e.verdict = v.model_copy(update={"part_id": part_id})
+        e.part_id = part_id
+
+    def _publish_no_frame_owed(self) -> bool:
+        """Publish the NO_FRAME verdicts owed to triggers that got no frame; False if publishing failed."""
+        while self._no_frame_owed:
+            t = self._no_frame_owed[0]
+            v = Verdict(
+                seq=0,
+                frame_id="",
+                part_id=t.part_id,
+                station=self.station,
+                result=Result.ERROR,
+                reasons=[
+                    Reason(
+                        code=ReasonCode.NO_FRAME,
+                        message=f"PLC trigger for part {t.part_id} got no frame "
+                        f"(no frame acquired within {self.cfg.trigger.match_window_ms:g} ms after it)",
+                    )
+                ],
+                t_acquired_ns=t.t_ns,
+                model=self.model_name,
+            )
+            if not self._try_publish(v, ""):
+                return False
+            self._no_frame_owed.popleft()
+            self.metrics.triggers.labels(outcome="no_frame").inc()
+            self.metrics.verdicts.labels(result=Result.ERROR.value).inc()
+            self.metrics.errors.labels(code=ReasonCode.NO_FRAME.value).inc()
+            self.log.warning("no_frame", part_id=t.part_id, seq=self._last_published.seq, msg=v.reasons[0].message)
+        return True
 
     def _observe(self, e: Entry, v: Verdict) -> None:
         m = self.metrics
@@ -1027,6 +1130,14 @@ class Daemon:
         self._take_acquired()
         if self.next_pub < self.acquired:
             return
+        if self.matcher is not None or self._no_frame_owed:
+            if self.matcher is not None:  # the cells still waiting for a frame are owed a verdict too
+                for t in self.triggers.take():
+                    self.matcher.push(t)
+                self._no_frame_owed.extend(self.matcher.drain())
+            self._publish_ready()
+            if self._no_frame_owed:
+                return
         if self._all_published_at is None:
             self._all_published_at = now
         late_waiting = [e for e in self.entries.values() if e.running]
@@ -1099,6 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--journal")
     p.add_argument("--archive-dir")
     p.add_argument("--station")
+    p.add_argument("--trigger", help="PULL address for PLC trigger messages {\"part_id\": ...}")
     p.add_argument("--deadline-ms", type=float)
     p.add_argument("--workers", type=int)
     p.add_argument("--ring-slots", type=int)
@@ -1118,6 +1230,7 @@ def main(argv: list[str] | None = None) -> int:
         "publish.journal": a.journal,
         "publish.archive_dir": a.archive_dir,
         "station.name": a.station,
+        "trigger.address": a.trigger,
         "station.deadline_ms": a.deadline_ms,
         "pipeline.workers": a.workers,
         "pipeline.ring_slots": a.ring_slots,
