@@ -50,7 +50,7 @@ def test_registry_knows_replay_and_sim():
         ("/data/dump", ["no scheme", "replay:/data/dump"]),
         ("sim", ["no scheme", "sim:"]),
         ("ftp:/x", ["unknown scheme 'ftp'", "replay", "sim"]),
-        ("genicam:123", ["not built yet"]),
+        ("genicam:123?binning=0", ["'binning'", "greater than or equal to 1"]),
         ("replay:", ["needs a dump directory"]),
         ("replay:/d?fps=fast", ["'fps'", "valid number", "'fast'"]),
         ("replay:/d?fps=-1", ["'fps'", "greater than or equal to 0"]),
