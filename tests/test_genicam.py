@@ -356,10 +356,14 @@ def test_a_misconfigured_camera_is_one_clear_line(viky, sources, uri, expected):
 
 
 @needs_viky
-def test_no_producer_names_the_env_var(viky, sources, monkeypatch):
+def test_no_producer_names_the_env_var(viky, sources, monkeypatch, tmp_path):
     monkeypatch.delenv("GENICAM_GENTL64_PATH")
     with pytest.raises(SourceError, match=r"give cti=PATH or set GENICAM_GENTL64_PATH"):
         sources("genicam:").open()
+    (tmp_path / "broken.cti").write_bytes(b"not a shared library")
+    with pytest.raises(SourceError, match=r"GenTL producer .*broken.cti cannot be loaded: .*") as ei:
+        sources(f"genicam:?cti={tmp_path / 'broken.cti'}").open()
+    assert "\n" not in str(ei.value)
     # cti= alone (a folder) is enough
     src = sources(f"genicam:2?cti={viky}")
     src.open()
@@ -450,6 +454,8 @@ def test_daemon_streams_verdicts_from_viky_and_survives_a_device_loss(viky, tmp_
     (tmp_path / "station.toml").write_text(
         textwrap.dedent(
             f"""
+            [station]
+            deadline_ms = 10000  # a loaded test machine must not turn these into TIMEOUT
             [publish]
             journal = "{tmp_path / 'journal.sqlite'}"
             archive_dir = "{tmp_path / 'ng'}"
@@ -510,16 +516,19 @@ def test_daemon_streams_verdicts_from_viky_and_survives_a_device_loss(viky, tmp_
                 if sub.poll(200):
                     verdicts.append(json.loads(sub.recv_multipart()[1]))
 
-        until(lambda: len(verdicts) >= 5, "5 verdicts")
+        def no_stack(v):  # a test pattern holds no electrode stack: ERROR is the right verdict
+            return v["result"] == "ERROR" and any(r["code"] == "NO_STACK" for r in v["reasons"])
+
+        until(lambda: len(verdicts) >= 5 and any(no_stack(v) for v in verdicts), "5 verdicts, one NO_STACK")
         assert all(v["frame_id"].startswith("genicam-0-") for v in verdicts)
-        assert {v["result"] for v in verdicts} == {"ERROR"}  # a test pattern holds no electrode stack
+        assert {v["result"] for v in verdicts} <= {"ERROR", "TIMEOUT"}  # TIMEOUT only if this machine is swamped
 
         flag.write_text("now")  # the detector drops off the line
         wait(lambda: any(e.get("event") == "genicam_reconnected" for e in events), "reconnect")
         assert any(e.get("event") == "genicam_lost" for e in events)
         assert any(e.get("event") == "source_error" and "device lost" in e.get("msg", "") for e in events)
         n = len(verdicts)
-        until(lambda: len(verdicts) >= n + 5, "verdicts after the reconnect")
+        until(lambda: len(verdicts) >= n + 5 and any(no_stack(v) for v in verdicts[n:]), "verdicts after the reconnect")
         seqs = [v["seq"] for v in verdicts]
         assert seqs == sorted(seqs)
         assert len({v["frame_id"] for v in verdicts}) == len(verdicts)  # frame ids keep counting across the reconnect

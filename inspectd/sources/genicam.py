@@ -41,13 +41,14 @@ reconnects, losses, incomplete, timeouts, frames and the last error.
 
 from __future__ import annotations
 
+import ctypes
 import glob
+import logging
 import math
 import os
 import re
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,10 +60,6 @@ from inspectd.frames import Frame, FrameReadError, Sidecar
 from inspectd.sources.base import Pacer, SourceConfigBase, SourceError
 
 try:  # guarded import: harvesters/genicam are the optional `genicam` extra
-    with warnings.catch_warnings():  # genicam's SWIG loader warns (ImportWarning) on Python 3.11; not ours to fix
-        warnings.simplefilter("ignore", ImportWarning)
-        import genicam.genapi  # noqa: F401
-        import genicam.gentl  # noqa: F401
     from genicam.genapi import EInterfaceType
     from genicam.genapi import GenericException as GenApiError
     from genicam.genapi import LogicalErrorException
@@ -341,7 +338,7 @@ def _set(nm: Any, names: tuple[str, ...], value: Any, param: str, device: str, w
             lo = hi = None
         if lo is not None and not lo <= value <= hi:
             raise SourceError(f"{what}: {name} must be within {lo}..{hi}")
-        if kind == EInterfaceType.intfIInteger:
+        if kind == EInterfaceType.intfIInteger and lo is not None:
             try:
                 inc = int(node.inc)
             except GenApiError:
@@ -439,6 +436,11 @@ class _Connection:
     def _open(self) -> None:
         cfg = self.cfg
         ctis = find_producers(cfg.cti)
+        for c in ctis:
+            try:
+                ctypes.CDLL(c)  # a file that is not a loadable GenTL library: say so (Harvesters would just skip it)
+            except OSError as e:
+                raise SourceError(f"GenTL producer {c} cannot be loaded: {e}") from e
         self.h = h = Harvester()
         for c in ctis:
             h.add_file(c)
@@ -634,6 +636,9 @@ class GenicamSource:
     # -------------------------------------------------------------- open / close
 
     def open(self) -> None:
+        # Harvesters logs GenTL errors with tracebacks on stderr; the source reports each one itself, in one line
+        logging.getLogger("harvesters").setLevel(logging.CRITICAL)
+        logging.getLogger("harvesters.core").setLevel(logging.CRITICAL)
         if _IMPORT_ERROR is not None:
             raise SourceError(
                 f"the genicam source needs harvesters and genicam (pip install 'inspectd[genicam]'): {_IMPORT_ERROR}"
