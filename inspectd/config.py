@@ -89,6 +89,11 @@ class CorrectionConfig(_Strict):
     # 2048 gives a corner to 96-100 % of simulated tips (docs/vision.md).
     n: int = Field(2048, ge=16, le=8192, description="N of the in-ROI corner pass")
     fast_threshold: int = Field(4, ge=1, le=255, description="FAST threshold of the in-ROI corner pass")
+    # Before the top-N cut (vision/corner_select.py): non-maximum suppression,
+    # then corners whose OFAST angle is near the layer axis first, so the budget
+    # goes to tips, not to clusters on strong clutter (docs/vision.md).
+    max_angle_deg: float = Field(45.0, gt=0, le=180, description="on-axis corners (within this) first; 180 = off")
+    nms_frac: float = Field(0.003, ge=0, le=0.05, description="NMS radius as a fraction of max(H, W); 0 = off")
 
 
 class EngineConfig(_Strict):

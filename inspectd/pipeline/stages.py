@@ -72,20 +72,30 @@ def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
 
 
 ROI_CORNER_PAD = 32  # px around the ROI, so ORB's border exclusion does not eat tips near its edge
+CANDIDATE_FACTOR = 8  # the in-ROI pass detects this many times N before selecting N
+CANDIDATES_MAX = 50_000
 
 
 def roi_corners(img8: np.ndarray, roi, cfg: Config) -> np.ndarray:
-    """The correction's corners: OFAST again inside the ROI's tip band (padded), full-frame coordinates."""
-    from inspectd.vision.corners import detect_corners
+    """The correction's corners: OFAST again inside the ROI's tip band (padded), full-frame coordinates.
 
+    Detects CANDIDATE_FACTOR x N corners, then keeps the N most tip-like
+    (NMS, then angle priority: vision/corner_select.py).
+    """
+    from inspectd.vision.corner_select import select_tip_corners
+    from inspectd.vision.corners import detect_oriented_corners
+
+    cc = cfg.correction
     h, w = img8.shape
     bx0, by0, bx1, by1 = roi.tip_band or (roi.x0, roi.y0, roi.x1, roi.y1)
     x0, y0 = max(0, bx0 - ROI_CORNER_PAD), max(0, by0 - ROI_CORNER_PAD)
     x1, y1 = min(w, bx1 + ROI_CORNER_PAD), min(h, by1 + ROI_CORNER_PAD)
-    ccfg = cfg.corners.model_copy(
-        update={"n": cfg.correction.n, "fast_threshold": cfg.correction.fast_threshold, "work_size": 0}
+    n_candidates = min(CANDIDATES_MAX, cc.n * CANDIDATE_FACTOR)
+    ccfg = cfg.corners.model_copy(update={"n": n_candidates, "fast_threshold": cc.fast_threshold, "work_size": 0})
+    c, angles = detect_oriented_corners(img8[y0:y1, x0:x1], ccfg)
+    c = select_tip_corners(
+        c, angles, roi.orientation, cc.n, nms_radius=cc.nms_frac * max(h, w), max_angle_deg=cc.max_angle_deg
     )
-    c = detect_corners(img8[y0:y1, x0:x1], ccfg)
     c[:, 0] += x0
     c[:, 1] += y0
     return c
