@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,train,genicam]'
+	$(BIN)/python -m pip install -q -e '.[test,train,genicam,bench]'
 	touch $@
 
 demo: setup

@@ -274,9 +274,32 @@ def record(
 
 
 @app.command()
-def bench(quick: Annotated[bool, typer.Option(help="CI-sized run")] = False) -> None:
-    """Throughput/latency benchmarks against a naive baseline."""
-    _not_available("bench", 8)
+def bench(
+    quick: Annotated[bool, typer.Option(help="CI-sized run (the 'quick' scenario, under 2 minutes)")] = False,
+    scenario: Annotated[
+        str | None, typer.Option(help="scenario name (bench/scenarios/NAME.toml) or path to a TOML file")
+    ] = None,
+    repeat: Annotated[int | None, typer.Option(min=1, help="repeats per case (default: the scenario's)")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="where the JSON, CSV and PNGs go")] = Path("bench/results"),
+    cache: Annotated[Path | None, typer.Option(help="bench dump cache (default runs/bench-cache)")] = None,
+    plots: Annotated[bool, typer.Option(help="write PNG plots (needs the 'bench' extra: matplotlib)")] = True,
+) -> None:
+    """Throughput and latency of the daemon against a naive sequential loop: table, JSON/CSV, plots."""
+    from inspectd.bench import ScenarioError, load_scenario, run_bench
+    from inspectd.bench.report import print_table
+
+    try:
+        sc = load_scenario(scenario or ("quick" if quick else "default"))
+    except ScenarioError as e:
+        err.print(str(e))
+        raise typer.Exit(EXIT_USAGE) from e
+    result, paths = run_bench(sc, out_dir, repeats=repeat, cache=cache, console=err, plots=plots)
+    wide = out if out.is_terminal else Console(width=170)  # a log file gets the whole table
+    print_table(result, wide)
+    for kind, path in paths.items():
+        wide.print(f"{kind}: {path}")
+    if result["failures"] and not any(c["repeats_ok"] for c in result["cases"]):
+        raise typer.Exit(EXIT_FAILED)
 
 
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}

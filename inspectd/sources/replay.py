@@ -7,6 +7,8 @@ Parameters:
 - ``stamp`` (default ``now``): ``now`` stamps ``t_acquired_ns = time.time_ns()``
   when the frame is due (the moment a camera would expose it), so latency and the
   deadline count from this run; ``file`` keeps the sidecar's timestamp.
+- ``preload`` (default 0): 1 = decode every frame into memory at open, so
+  ``read()`` costs no disk or TIFF decode (benchmarks: replay-from-memory).
 
 Unreadable files come out as `FrameReadError` (they get an ERROR verdict) and
 never stop the stream. The file list is taken once, at open.
@@ -33,6 +35,7 @@ class ReplaySourceConfig(SourceConfigBase):
     fps: float = Field(10.0, ge=0, le=10000, description="frames per second; 0 = as fast as possible")
     loop: bool = False
     stamp: Literal["now", "file"] = "now"
+    preload: bool = False
 
     def max_frame_bytes(self) -> int | None:
         """Largest frame of the dump, from TIFF headers (None if any file is not a TIFF or unreadable)."""
@@ -75,6 +78,7 @@ class ReplaySource:
         self._i = 0
         self.passes = 0
         self._pacer = Pacer(cfg.fps)
+        self._cache: list | None = None
 
     def open(self) -> None:
         if not self.cfg.dir.is_dir():
@@ -84,6 +88,16 @@ class ReplaySource:
             raise SourceError(f"replay: no frame files in {self.cfg.dir}")
         self._i = 0
         self.passes = 0
+        if self.cfg.preload:
+            self._cache = [self._load(p) for p in self._files]
+
+    @staticmethod
+    def _load(path: Path) -> Frame | FrameReadError:
+        try:
+            return read_frame(path)
+        except Exception as e:  # FrameError, or a file that vanished: one bad file never stops the stream
+            msg = str(e) if type(e).__name__ == "FrameError" else f"{path.name}: {type(e).__name__}: {e}"
+            return FrameReadError(frame_id=path.stem, path=path, message=msg)
 
     @property
     def frames(self) -> int:
@@ -106,17 +120,22 @@ class ReplaySource:
         t_ns = time.time_ns()
         path = self._files[self._i]
         self._i += 1
-        try:
-            frame = read_frame(path)
-        except Exception as e:  # FrameError, or a file that vanished: one bad file never stops the stream
-            msg = str(e) if type(e).__name__ == "FrameError" else f"{path.name}: {type(e).__name__}: {e}"
-            return FrameReadError(frame_id=path.stem, path=path, message=msg)
+        if self._cache is not None:  # preloaded: the shared pixels, a fresh sidecar per read
+            frame = self._cache[self._i - 1]
+            if isinstance(frame, FrameReadError):
+                return frame
+            frame = Frame(frame.frame_id, frame.image, frame.meta.model_copy(deep=True))
+        else:
+            frame = self._load(path)
+            if isinstance(frame, FrameReadError):
+                return frame
         if self.cfg.stamp == "now" or not frame.meta.t_acquired_ns:
             frame.meta.t_acquired_ns = t_ns
         return frame
 
     def close(self) -> None:
         self._files = []
+        self._cache = None
 
 
 def create(cfg: ReplaySourceConfig) -> ReplaySource:
