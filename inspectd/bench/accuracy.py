@@ -2,7 +2,7 @@
 
 A run loops over the dump, so a frame id comes several times; the first verdict
 of each frame is scored (a TIMEOUT or ERROR there is a reject and a frame with
-no tips, as `inspectd eval` scores it). The sim source cycles a pool rendered
+no tips, as `inspectd eval` scores it), over the dump's frames the run offered. The sim source cycles a pool rendered
 from the dump's seed: its frame ``sim-SEED-K`` is the dump's ``sim-SEED-(K % pool)``.
 """
 
@@ -28,12 +28,13 @@ def remap_sim(frame_id: str, pool: int) -> str:
 
 
 def score(dump: Path, verdicts: list[dict], pool: int | None = None, inspected_only: bool = False) -> dict:
-    """`inspectd.evaluate` figures of the first verdict per frame of `dump` (frames never seen count as ERROR).
+    """`inspectd.evaluate` figures of the first verdict per frame, over the frames of `dump` the run offered.
 
     inspected_only: the first verdict per frame that is not a TIMEOUT, over the
     frames that have one (the model's accuracy, apart from missed deadlines).
     """
     from inspectd.evaluate import evaluate_results
+    from inspectd.frames import list_dump
 
     first: dict[str, dict] = {}
     for v in verdicts:
@@ -46,15 +47,12 @@ def score(dump: Path, verdicts: list[dict], pool: int | None = None, inspected_o
     with tempfile.TemporaryDirectory(prefix="inspectd-bench-acc-") as tmp:
         p = Path(tmp) / "verdicts.jsonl"
         p.write_text("".join(json.dumps(v) + "\n" for v in first.values()), encoding="utf-8")
-        if pool or inspected_only:  # score only the frames offered / inspected
-            sub = Path(tmp) / "dump"
-            sub.mkdir()
-            from inspectd.frames import list_dump
-
-            for f in list_dump(dump):
-                if f.stem in first:
-                    for sib in dump.glob(f.stem + ".*"):
-                        (sub / sib.name).symlink_to(sib)
-            dump = sub
-        report, _ = evaluate_results(dump, p)
+        # score the frames offered (or inspected): a short run is not charged for frames it never saw
+        sub = Path(tmp) / "dump"
+        sub.mkdir()
+        for f in list_dump(dump):
+            if f.stem in first:
+                for sib in dump.glob(f.stem + ".*"):
+                    (sub / sib.name).symlink_to(sib)
+        report, _ = evaluate_results(sub, p)
     return {k: report.get(k) for k in KEYS}

@@ -214,7 +214,7 @@ def run_daemon_case(
         sub.close(0)
         ctx.term()
     logs.join(5.0)
-    cpu = utilisation(s_first, s_last, os.cpu_count() or 1) if s_first and s_last else None
+    cpu = utilisation(s_first, s_last, os.cpu_count() or 1, root=proc.pid) if s_first and s_last else None
     return {
         "case": case.name,
         "source_uri": uri,

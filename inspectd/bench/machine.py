@@ -202,16 +202,21 @@ class TreeMonitor:
         return TreeSample(time.monotonic(), dict(self.last_cpu), busy, total)
 
 
-def utilisation(a: TreeSample, b: TreeSample, cores: int) -> dict:
+def utilisation(a: TreeSample, b: TreeSample, cores: int, root: int | None = None) -> dict:
     """CPU use between two samples: of the tree (% of all cores) and of the whole machine."""
     wall = max(1e-9, b.t - a.t)
     tree_s = sum(b.cpu_s.get(p, 0.0) - a.cpu_s.get(p, 0.0) for p in b.cpu_s)
     dt = max(1, b.machine_total - a.machine_total)
-    return {
+    out = {
         "cpu_s": round(tree_s, 3),
         "cpu_pct": round(100.0 * tree_s / wall / cores, 1),
         "machine_cpu_pct": round(100.0 * (b.machine_busy - a.machine_busy) / dt, 1),
     }
+    if root is not None:  # the main process alone (acquire, dispatch, reorder, journal, PUB, logs)
+        main_s = b.cpu_s.get(root, 0.0) - a.cpu_s.get(root, 0.0)
+        out["main_cpu_pct"] = round(100.0 * main_s / wall / cores, 1)
+        out["workers_cpu_pct"] = round(100.0 * (tree_s - main_s) / wall / cores, 1)
+    return out
 
 
 def machine_busy_pct(seconds: float = 1.0) -> float:

@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 
 
-def run_naive(dump: Path, frames: int, warmup: int, engine_threads: int, verdicts_out: Path | None) -> dict:
+def run_naive(dump: Path, frames: int, warmup: int, config: Path | None, verdicts_out: Path | None) -> dict:
     from inspectd.config import load_config
     from inspectd.frames import Frame, FrameReadError, list_dump, read_frame
     from inspectd.pipeline.stages import Inspector
     from inspectd.pipeline.workers import load_default_detector
 
     t_load = time.perf_counter()
-    cfg = load_config(None, {"engine.threads": engine_threads, "station.name": "BENCH"})
+    cfg = load_config(config, {"station.name": "BENCH"})
     detector = load_default_detector(cfg.engine.model_dump(mode="json"))
     inspector = Inspector(cfg, detector)
     cache = []
@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dump", type=Path, required=True)
     p.add_argument("--frames", type=int, required=True)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--engine-threads", type=int, default=2)
+    p.add_argument("--config", type=Path, help="station TOML (engine threads/type, the case's overrides)")
     p.add_argument("--verdicts", type=Path)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
-    res = run_naive(a.dump, a.frames, a.warmup, a.engine_threads, a.verdicts)
+    res = run_naive(a.dump, a.frames, a.warmup, a.config, a.verdicts)
     a.out.write_text(json.dumps(res))
     return 0
 

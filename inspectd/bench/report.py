@@ -9,7 +9,7 @@ from pathlib import Path
 
 CSV_FIELDS = ("case", "mode", "source", "size", "bit_depth", "workers", "engine_threads", "offered", "repeats_ok",
               "fps", "fps_min", "fps_max", "vs_naive", "p50_ms", "p95_ms", "p99_ms", "max_ms", "cpu_pct",
-              "machine_cpu_pct", "peak_rss_mb", "peak_pss_mb", "frames_offered", "verdicts_received", "ok", "ng",
+              "main_cpu_pct", "machine_cpu_pct", "peak_rss_mb", "peak_pss_mb", "frames_offered", "verdicts_received", "ok", "ng",
               "error", "timeout", "preprocess_ms", "locate_ms", "detect_ms", "refine_ms", "measure_ms",
               "queue_ms", "publish_ms", "pck_1pct", "median_err_px", "miss_rate", "overkill_rate",
               "escape_rate")  # fmt: skip
@@ -40,6 +40,7 @@ def csv_rows(result: dict) -> list[dict]:
             "vs_naive": _r(c.get("vs_naive")),
             "p50_ms": _r(s.get("p50_ms"), 1), "p95_ms": _r(s.get("p95_ms"), 1), "p99_ms": _r(s.get("p99_ms"), 1),
             "max_ms": _r(s.get("max_ms"), 1), "cpu_pct": _r(s.get("cpu_pct"), 1),
+            "main_cpu_pct": _r(s.get("main_cpu_pct"), 1),
             "machine_cpu_pct": _r(s.get("machine_cpu_pct"), 1), "peak_rss_mb": _r(s.get("peak_rss_mb"), 0),
             "peak_pss_mb": _r(s.get("peak_pss_mb"), 0),
             "frames_offered": s.get("frames_offered_total"), "verdicts_received": s.get("verdicts_received_total"),
@@ -142,14 +143,16 @@ def markdown(result: dict) -> str:
         f"{', '.join(m['gpus']) or 'no GPU'} · medians of {result['scenario']['repeats']} repeats · "
         f"machine CPU busy before: {result['background']['machine_cpu_pct_before']} %",
         "",
-        "| case | load | fps | × naive | p50 ms | p95 ms | p99 ms | max ms | CPU % | RSS MB | verdicts | TIMEOUT |",
+        "| case | load | fps | × naive | p50 ms | p95 ms | p99 ms | max ms | CPU % (main) | RSS MB | verdicts | TIMEOUT |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {r['offered']} | {_f(r['fps'])} | {_f(r['vs_naive'], '{:.2f}×')} | "
             f"{_f(r['p50_ms'], '{:.0f}')} | {_f(r['p95_ms'], '{:.0f}')} | {_f(r['p99_ms'], '{:.0f}')} | "
-            f"{_f(r['max_ms'], '{:.0f}')} | {_f(r['cpu_pct'], '{:.0f}')} | {_f(r['peak_rss_mb'], '{:.0f}')} | "
+            f"{_f(r['max_ms'], '{:.0f}')} | {_f(r['cpu_pct'], '{:.0f}')}"
+            + (f" ({_f(r['main_cpu_pct'], '{:.0f}')})" if r["main_cpu_pct"] is not None else "")
+            + f" | {_f(r['peak_rss_mb'], '{:.0f}')} | "
             f"{r['verdicts_received']}/{r['frames_offered']} | {r['timeout']} |"
         )
     lines += [

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from inspectd.bench import accuracy, stats
-from inspectd.bench.daemon_run import BenchRunError, run_daemon_case
+from inspectd.bench.daemon_run import BenchRunError, run_daemon_case, write_config
 from inspectd.bench.frames import cache_root, ensure_dump
 from inspectd.bench.machine import REPO, busiest_processes, describe_machine, machine_busy_pct, machine_ticks
 from inspectd.bench.scenarios import Case, Scenario
@@ -28,11 +28,12 @@ TARGET_FPS, TARGET_RATIO, TARGET_P99_MS, TARGET_P99_AT_FPS = 40.0, 1.8, 80.0, 10
 
 def run_naive_case(case: Case, scenario: Scenario, dump: Path, workdir: Path) -> tuple[dict, list[dict]]:
     workdir.mkdir(parents=True, exist_ok=True)
-    out, verdicts = workdir / "naive.json", workdir / "verdicts.jsonl"
+    out, verdicts, cfg = workdir / "naive.json", workdir / "verdicts.jsonl", workdir / "station.toml"
+    write_config(cfg, case)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "inspectd.bench.naive", "--dump", str(dump), "--frames", str(case.frames),
-           "--warmup", str(scenario.warmup_frames), "--engine-threads", str(case.engine_threads),
+           "--warmup", str(scenario.warmup_frames), "--config", str(cfg),
            "--verdicts", str(verdicts), "--out", str(out)]  # fmt: skip
     b0, t0 = machine_ticks()
     r = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1800)

@@ -15,7 +15,7 @@ STAGES = ("preprocess", "locate", "detect", "refine", "measure")
 TIMINGS = ("source", "queue", "inspect", "return", "publish")
 # the figures of one run that repeats are reduced to by their median
 RUN_FIGURES = ("fps", "offered_fps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms", "cpu_pct",
-               "machine_cpu_pct", "peak_rss_mb", "peak_pss_mb")  # fmt: skip
+               "main_cpu_pct", "workers_cpu_pct", "machine_cpu_pct", "peak_rss_mb", "peak_pss_mb")  # fmt: skip
 
 
 def pct(values, q: float) -> float | None:
@@ -106,6 +106,8 @@ def summarize_daemon(raw: dict, warmup: int) -> dict:
         **latency_figures(lat),
         "cpu_pct": cpu.get("cpu_pct"),
         "machine_cpu_pct": cpu.get("machine_cpu_pct"),
+        "main_cpu_pct": cpu.get("main_cpu_pct"),
+        "workers_cpu_pct": cpu.get("workers_cpu_pct"),
         "peak_rss_mb": raw["peak_rss_mb"],
         "peak_pss_mb": raw["peak_pss_mb"],
         "stage_ms": _stage_medians([e["stage_ms"] for e in ev], STAGES),
