@@ -36,6 +36,13 @@ class RecipeConfig(_Strict):
     anode_excess: int = Field(1, ge=-1, le=2)
     layers_min: int | None = Field(None, ge=1, description="minimum cathode count, optional")
     layers_max: int | None = Field(None, ge=1, description="maximum cathode count, optional")
+    # STACK_GAP (vision/rules.py): an anode gap and a cathode gap at the same
+    # place both wider than this times their median spacing. An extra layer the
+    # model merges with its neighbour leaves such a gap: 1.14-1.77x on the
+    # held-out sim frames that escaped without it, healthy sim stacks <= 1.08x.
+    # Real stacks are less regular (hand labels reach 1.35x): calibrate per
+    # cell design on known-good cells (docs/accuracy.md). None = off.
+    max_gap_ratio: float | None = Field(1.12, gt=1.0, description="co-located anode+cathode gap / median; None = off")
 
     @model_validator(mode="after")
     def _ranges(self) -> RecipeConfig:

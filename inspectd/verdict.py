@@ -30,6 +30,7 @@ class ReasonCode(StrEnum):
     ALTERNATION = "ALTERNATION"  # two tips of one class adjacent along the stack
     LAYERS_MIN = "LAYERS_MIN"  # fewer cathodes than the recipe allows
     LAYERS_MAX = "LAYERS_MAX"  # more cathodes than the recipe allows
+    STACK_GAP = "STACK_GAP"  # same-class tips too far apart along the stack: a layer hidden or merged
     # ERROR reasons
     UNREADABLE_FRAME = "UNREADABLE_FRAME"  # corrupt, truncated, wrong dtype/shape
     NO_STACK = "NO_STACK"  # no electrode stack found in the frame

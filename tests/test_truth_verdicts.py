@@ -17,12 +17,15 @@ from inspectd.vision.rules import judge
 
 RECIPE = RecipeConfig()
 # Which reason codes may legitimately explain each defect (a missing or extra
-# layer shows as a count change and/or a broken alternation).
+# layer shows as a count change, a broken alternation and/or a gap in the
+# stack; a cathode pulled far back moves along the stack too when the layers
+# are tilted or bent, so its gap may also fire).
+GAP = ReasonCode.STACK_GAP
 ALLOWED = {
     "overhang_short": {ReasonCode.OVERHANG_MIN},
-    "overhang_long": {ReasonCode.OVERHANG_MAX},
-    "missing_layer": {ReasonCode.COUNT_MISMATCH, ReasonCode.ALTERNATION, ReasonCode.OVERHANG_MAX},
-    "extra_layer": {ReasonCode.COUNT_MISMATCH, ReasonCode.ALTERNATION, ReasonCode.OVERHANG_MIN},
+    "overhang_long": {ReasonCode.OVERHANG_MAX, GAP},
+    "missing_layer": {ReasonCode.COUNT_MISMATCH, ReasonCode.ALTERNATION, ReasonCode.OVERHANG_MAX, GAP},
+    "extra_layer": {ReasonCode.COUNT_MISMATCH, ReasonCode.ALTERNATION, ReasonCode.OVERHANG_MIN, GAP},
     "folded_tip": {ReasonCode.OVERHANG_MIN},
 }
 

@@ -15,6 +15,15 @@ Rules (all checked on every frame that has tips of both classes):
   ``Measurement.alternation_breaks``).
 * ``LAYERS_MIN`` / ``LAYERS_MAX``: cathode count outside the optional range;
   ``value`` = ``n_cathode``, ``limit`` = the bound.
+* ``STACK_GAP`` (``max_gap_ratio``, optional): two neighbouring anode tips
+  further apart along the stack than ``max_gap_ratio`` times the median anode
+  spacing, *and* at the same place two neighbouring cathode tips further
+  apart than that times the median cathode spacing (at least 4 tips of each
+  class). A layer the detector lost (an extra layer merged with its
+  neighbour keeps counts and alternation intact) widens both; requiring both
+  ignores the label/position jitter of a single tip. ``index`` = the anode
+  index of the second tip of the gap, ``value`` = the smaller of the two
+  ratios, ``limit`` = the bound.
 
 No anode or no cathode tip at all -> ``ERROR`` with ``NO_TIPS`` (a frame that
 could not be measured is never OK).  Any reason -> ``NG``.  ``OK`` only when
@@ -126,10 +135,43 @@ def judge(measurement: Measurement, recipe: RecipeConfig) -> tuple[Result, list[
             )
         )
 
+    if recipe.max_gap_ratio is not None:
+        reasons += _stack_gaps(m, float(recipe.max_gap_ratio))
+
     reasons.sort(key=_sort_key)
     if any(r.code == ReasonCode.INTERNAL for r in reasons):
         return Result.ERROR, reasons
     return (Result.NG if reasons else Result.OK), reasons
+
+
+def _stack_gaps(m: Measurement, limit: float) -> list[Reason]:
+    """STACK_GAP: an anode gap and an overlapping cathode gap, both wider than `limit` x their class median."""
+    sa, sc = np.asarray(m.anode_stack, float), np.asarray(m.cathode_stack, float)
+    if len(sa) < 4 or len(sc) < 4:
+        return []
+    ga, gc = np.diff(sa), np.diff(sc)  # ordered along the stack: non-negative
+    ma, mc = float(np.median(ga)), float(np.median(gc))
+    if ma <= 0 or mc <= 0:
+        return []
+    ra, rc = ga / ma, gc / mc
+    out: list[Reason] = []
+    for j in np.flatnonzero(ra > limit):
+        overlapping = (sc[:-1] < sa[j + 1]) & (sc[1:] > sa[j]) & (rc > limit)
+        if not overlapping.any():
+            continue
+        k = int(np.flatnonzero(overlapping)[np.argmax(rc[overlapping])])
+        ratio = float(min(ra[j], rc[k]))
+        out.append(
+            Reason(
+                code=ReasonCode.STACK_GAP,
+                index=int(j + 1),
+                value=round(ratio, 3),
+                limit=limit,
+                message=f"anode tips {j}-{j + 1} and cathode tips {k}-{k + 1} are {ra[j]:.2f}x and {rc[k]:.2f}x "
+                f"their median spacing (> {limit:g}x) at the same place: a layer may be missing from the detection",
+            )
+        )
+    return out
 
 
 def summarise_overhang(measurement: Measurement) -> OverhangSummary | None:
