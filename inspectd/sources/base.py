@@ -43,7 +43,6 @@ __all__ = [
 
 # Schemes DESIGN.md names whose plugin is not written yet: a clear error, not "unknown".
 PLANNED = {
-    "gst": "the GStreamer source is not built yet",
 }
 
 
