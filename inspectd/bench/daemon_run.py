@@ -226,6 +226,7 @@ def run_daemon_case(
         "heartbeat_before_first_verdict": heartbeat_before_first,
         "start_to_ready_s": round(logs.t_ready - t_start, 2) if logs.t_ready else None,
         "cpu": cpu,
+        "cores": os.cpu_count() or 1,
         "peak_rss_mb": round(mon.peak_rss_mb, 1),
         "peak_pss_mb": round(mon.peak_pss_mb, 1),
         "processes": len(mon.pids),

@@ -100,7 +100,9 @@ def describe_machine() -> dict:
     except ImportError:
         desc["opencv"] = None
     desc["git_commit"] = _git("rev-parse", "--short", "HEAD")
-    desc["git_dirty"] = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    dirty = _git("status", "--porcelain", "--untracked-files=no") or ""
+    desc["git_dirty"] = bool(dirty)
+    desc["git_dirty_files"] = [ln[3:] for ln in dirty.splitlines()]  # others' uncommitted work the run included
     desc["host_kind"] = host_kind(desc)
     return desc
 

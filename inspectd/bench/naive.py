@@ -74,6 +74,7 @@ def run_naive(dump: Path, frames: int, warmup: int, config: Path | None, verdict
         "cpu_s": cpu,
         "fps": measured / wall if wall > 0 else None,
         "cpu_pct": 100.0 * cpu / wall / (os.cpu_count() or 1),
+        "cores": os.cpu_count() or 1,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "per_frame": per_frame,
     }

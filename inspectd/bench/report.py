@@ -9,7 +9,7 @@ from pathlib import Path
 
 CSV_FIELDS = ("case", "mode", "source", "size", "bit_depth", "workers", "engine_threads", "offered", "repeats_ok",
               "fps", "fps_min", "fps_max", "vs_naive", "p50_ms", "p95_ms", "p99_ms", "max_ms", "cpu_pct",
-              "main_cpu_pct", "machine_cpu_pct", "peak_rss_mb", "peak_pss_mb", "frames_offered", "verdicts_received", "ok", "ng",
+              "main_cpu_pct", "machine_cpu_pct", "cpu_ms_per_frame", "main_cpu_ms_per_frame", "peak_rss_mb", "peak_pss_mb", "frames_offered", "verdicts_received", "ok", "ng",
               "error", "timeout", "preprocess_ms", "locate_ms", "detect_ms", "refine_ms", "measure_ms",
               "queue_ms", "publish_ms", "pck_1pct", "median_err_px", "miss_rate", "overkill_rate",
               "escape_rate")  # fmt: skip
@@ -41,6 +41,8 @@ def csv_rows(result: dict) -> list[dict]:
             "p50_ms": _r(s.get("p50_ms"), 1), "p95_ms": _r(s.get("p95_ms"), 1), "p99_ms": _r(s.get("p99_ms"), 1),
             "max_ms": _r(s.get("max_ms"), 1), "cpu_pct": _r(s.get("cpu_pct"), 1),
             "main_cpu_pct": _r(s.get("main_cpu_pct"), 1),
+            "cpu_ms_per_frame": _r(s.get("cpu_ms_per_frame"), 1),
+            "main_cpu_ms_per_frame": _r(s.get("main_cpu_ms_per_frame"), 1),
             "machine_cpu_pct": _r(s.get("machine_cpu_pct"), 1), "peak_rss_mb": _r(s.get("peak_rss_mb"), 0),
             "peak_pss_mb": _r(s.get("peak_pss_mb"), 0),
             "frames_offered": s.get("frames_offered_total"), "verdicts_received": s.get("verdicts_received_total"),
@@ -108,14 +110,14 @@ def print_table(result: dict, console) -> None:
         )  # fmt: skip
     console.print(t)
     st = Table(title="where the time goes (median ms per frame) and accuracy on the bench dump", title_justify="left")
-    for col in ("case", "prep", "locate", "detect", "refine", "meas", "queue", "publ", "PCK@1%", "err px",
-                "overkill", "escape"):  # fmt: skip
+    for col in ("case", "prep", "locate", "detect", "refine", "meas", "queue", "publ", "CPU ms/fr", "PCK@1%",
+                "err px", "overkill", "escape"):  # fmt: skip
         st.add_column(col, justify="left" if col == "case" else "right")
     for row in rows:
         st.add_row(
             row["case"], *(_f(row[f"{x}_ms"]) for x in ("preprocess", "locate", "detect", "refine", "measure",
                                                          "queue", "publish")),
-            _f(row["pck_1pct"], "{:.3f}"), _f(row["median_err_px"], "{:.2f}"), _f(row["overkill_rate"], "{:.2f}"),
+            _f(row["cpu_ms_per_frame"], "{:.0f}"), _f(row["pck_1pct"], "{:.3f}"), _f(row["median_err_px"], "{:.2f}"), _f(row["overkill_rate"], "{:.2f}"),
             _f(row["escape_rate"], "{:.2f}"),
         )  # fmt: skip
     console.print(st)
@@ -157,13 +159,15 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| case | preprocess | locate | detect | refine | measure | queue | publish | PCK@1% | median err px | miss | overkill | escape |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| case | preprocess | locate | detect | refine | measure | queue | publish | CPU ms/frame (main) | PCK@1% | median err px | miss | overkill | escape |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | "
             + " | ".join(_f(r[f"{x}_ms"]) for x in ("preprocess", "locate", "detect", "refine", "measure", "queue", "publish"))
+            + f" | {_f(r['cpu_ms_per_frame'], '{:.0f}')}"
+            + (f" ({_f(r['main_cpu_ms_per_frame'], '{:.0f}')})" if r["main_cpu_ms_per_frame"] is not None else "")
             + f" | {_f(r['pck_1pct'], '{:.3f}')} | {_f(r['median_err_px'], '{:.2f}')} | {_f(r['miss_rate'], '{:.3f}')} | "
             f"{_f(r['overkill_rate'], '{:.2f}')} | {_f(r['escape_rate'], '{:.2f}')} |"
         )

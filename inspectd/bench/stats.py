@@ -15,7 +15,8 @@ STAGES = ("preprocess", "locate", "detect", "refine", "measure")
 TIMINGS = ("source", "queue", "inspect", "return", "publish")
 # the figures of one run that repeats are reduced to by their median
 RUN_FIGURES = ("fps", "offered_fps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms", "cpu_pct",
-               "main_cpu_pct", "workers_cpu_pct", "machine_cpu_pct", "peak_rss_mb", "peak_pss_mb")  # fmt: skip
+               "main_cpu_pct", "workers_cpu_pct", "machine_cpu_pct", "peak_rss_mb", "peak_pss_mb",
+               "cpu_ms_per_frame", "main_cpu_ms_per_frame")  # fmt: skip
 
 
 def pct(values, q: float) -> float | None:
@@ -47,6 +48,13 @@ def _results(verdicts: list[dict]) -> dict:
     return {k: c.get(k, 0) for k in ("OK", "NG", "ERROR", "TIMEOUT")}
 
 
+def _cpu_ms_per_frame(pct: float | None, fps: float | None, cores: int) -> float | None:
+    """CPU time spent per verdict (all processes of the run), ms: what bounds throughput at cores x 1000 / this."""
+    if pct is None or not fps:
+        return None
+    return round(pct / 100.0 * cores * 1000.0 / fps, 1)
+
+
 def summarize_naive(raw: dict) -> dict:
     pf = raw["per_frame"]
     measured = pf[raw["warmup"] :]
@@ -62,6 +70,8 @@ def summarize_naive(raw: dict) -> dict:
         "offered_fps": None,
         **latency_figures(lat),
         "cpu_pct": round(raw["cpu_pct"], 1),
+        "cpu_ms_per_frame": _cpu_ms_per_frame(raw["cpu_pct"], raw["fps"], raw["cores"]),
+        "main_cpu_ms_per_frame": None,
         "machine_cpu_pct": raw.get("machine_cpu_pct"),
         "peak_rss_mb": round(raw["peak_rss_mb"], 1),
         "peak_pss_mb": None,
@@ -108,6 +118,8 @@ def summarize_daemon(raw: dict, warmup: int) -> dict:
         "machine_cpu_pct": cpu.get("machine_cpu_pct"),
         "main_cpu_pct": cpu.get("main_cpu_pct"),
         "workers_cpu_pct": cpu.get("workers_cpu_pct"),
+        "cpu_ms_per_frame": _cpu_ms_per_frame(cpu.get("cpu_pct"), fps, raw["cores"]),
+        "main_cpu_ms_per_frame": _cpu_ms_per_frame(cpu.get("main_cpu_pct"), fps, raw["cores"]),
         "peak_rss_mb": raw["peak_rss_mb"],
         "peak_pss_mb": raw["peak_pss_mb"],
         "stage_ms": _stage_medians([e["stage_ms"] for e in ev], STAGES),
