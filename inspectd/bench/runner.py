@@ -145,6 +145,7 @@ def run_bench(
                     wd = Path(tmp) / f"r{rep}-c{ci}"
                     prog.update(overall, description=f"[{rep + 1}/{repeats}] {case.name}")
                     frames_task = prog.add_task("  frames", total=case.frames)
+                    t_run = time.monotonic()
                     try:
                         if case.mode == "naive":
                             raw, verdicts = run_naive_case(case, scenario, dump, wd)
@@ -162,6 +163,7 @@ def run_bench(
                         prog.advance(overall)
                         continue
                     summary["repeat"] = rep
+                    summary["run_wall_s"] = round(time.monotonic() - t_run, 1)
                     runs[case.name].append(summary)
                     lats[case.name].extend(stats.latencies_ms(raw, case.mode, scenario.warmup_frames))
                     try:
