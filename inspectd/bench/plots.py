@@ -23,6 +23,8 @@ def make_plots(result: dict, latencies: dict[str, list[float]], out_dir: Path, b
 
     # 1. latency CDF, one line per case: paced (line rate) cases left, flat-out cases and the naive loop right
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    for ax in axes:
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
     for c in result["cases"]:
         lat = np.sort(np.asarray(latencies.get(c["case"]["name"], []), dtype=float))
         if lat.size == 0:
@@ -37,7 +39,8 @@ def make_plots(result: dict, latencies: dict[str, list[float]], out_dir: Path, b
         ax.axvline(80, color="grey", linestyle=":", linewidth=1)
         ax.text(80, 0.02, " 80 ms", color="grey", fontsize=8)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("latency, ms")
         ax.set_title(title, fontsize=9)
@@ -53,6 +56,7 @@ def make_plots(result: dict, latencies: dict[str, list[float]], out_dir: Path, b
 
     # 2. throughput vs offered load, per (size, bits, source, workers, threads); naive as a horizontal line
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)
     series: dict[tuple, list] = {}
     max_offered = 1.0
     for c in result["cases"]:
