@@ -153,6 +153,20 @@ class PublishConfig(_Strict):
     archive_max_mb: float = Field(2048.0, gt=0)
 
 
+class PreviewConfig(_Strict):
+    """Live preview: annotated frames as H.264 over RTP/UDP, optionally recorded (docs/acquisition.md)."""
+
+    enabled: bool = False
+    host: str = Field("127.0.0.1", min_length=1, description="RTP/UDP destination (the operator's monitor)")
+    port: int = Field(5600, ge=1, le=65535)
+    fps: float = Field(5.0, gt=0, le=60, description="preview frames per second at most; extra frames are skipped")
+    width: int = Field(960, ge=160, le=3840, description="output width, px; height is 9/16 of it")
+    bitrate_kbps: int = Field(1500, ge=100, le=50000)
+    record_dir: Path | None = Field(None, description="also record the preview here (None: no recording)")
+    segment_s: float = Field(600.0, ge=1, description="length of one recording file")
+    record_format: Literal["mkv", "mp4"] = "mkv"
+
+
 class PipelineConfig(_Strict):
     """How the daemon runs the stages (DESIGN.md §5)."""
 
@@ -182,6 +196,7 @@ class Config(_Strict):
     source: SourceConfig = SourceConfig()
     trigger: TriggerConfig = TriggerConfig()
     publish: PublishConfig = PublishConfig()
+    preview: PreviewConfig = PreviewConfig()
     pipeline: PipelineConfig = PipelineConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
 

@@ -91,6 +91,7 @@ class Entry:
     published_seq: int | None = None
     late: Verdict | None = None  # result that came after the TIMEOUT, before the TIMEOUT was published
     ng_image: np.ndarray | None = None
+    preview: object | None = None  # preview.Grab: a decimated copy taken when the preview's rate allowed
     stage_ms: dict = field(default_factory=dict)
     t_start: float | None = None  # monotonic, worker began / finished inspecting
     t_end: float | None = None
@@ -179,6 +180,7 @@ class Daemon:
         self.pool: WorkerPool | None = None
         self.publisher = None
         self.source = None
+        self.preview = None  # inspectd.publish.preview.Preview when [preview] enabled
         self._reload_file_cfg: Config | None = None
         self.triggers: TriggerListener | None = None
         self.matcher: TriggerMatcher | None = None
@@ -299,6 +301,11 @@ class Daemon:
             self._archive_q = queue.Queue(maxsize=ARCHIVE_QUEUE)
             self._archive_thread = threading.Thread(target=self._archive_main, name="inspectd-archive", daemon=True)
             self._archive_thread.start()
+        if cfg.preview.enabled:  # its own process; a failure there is logged, never fatal
+            from inspectd.publish.preview import Preview
+
+            self.preview = Preview(cfg.preview, log=self.log, log_level=obs.log_level, log_json=obs.log_json)
+            self.preview.start()
         try:
             self._loop()
         except Exception as e:  # a bug in the loop: say so, still publish what is owed, exit 1
@@ -335,6 +342,8 @@ class Daemon:
             with contextlib.suppress(queue.Full):
                 self._archive_q.put(None, timeout=5.0)
             self._archive_thread.join(timeout=10.0)
+        if self.preview is not None:
+            self.preview.close()
         if self.triggers is not None:
             self.triggers.close()
         if self.publisher is not None:
@@ -755,6 +764,8 @@ class Daemon:
         if e.verdict is None:
             if v.result == Result.NG and self._archive_q is not None and e.ref is not None:
                 e.ng_image = self.ring.view(e.ref).copy()
+            if self.preview is not None and e.ref is not None and self.preview.due():
+                e.preview = self.preview.grab(self.ring.view(e.ref))  # copied only when the preview wants it
             self._free_slot(e)
             e.verdict = v
             return
@@ -876,6 +887,9 @@ class Daemon:
             self._observe(e, v)
             if e.ng_image is not None:
                 self._archive(e, v)
+            if e.preview is not None:  # never waits: a busy preview drops the frame
+                self.preview.offer(e.preview, v)
+                e.preview = None
             if e.late is not None:
                 self._record_late(e, e.late)
             self._forget_if_done(e)
