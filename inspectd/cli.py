@@ -265,12 +265,75 @@ def keys(
 
 @app.command()
 def record(
-    source: Annotated[str, typer.Option(help="source URI")],
-    out_dir: Annotated[Path, typer.Option("--out", help="dump directory")],
-    count: Annotated[int, typer.Option(min=1)] = 10,
+    source: Annotated[str, typer.Option(help="source URI: sim:, replay:DIR, gst:PIPELINE, genicam:...")],
+    out_dir: Annotated[Path, typer.Option("--out", help="dump directory to write (new or empty)")],
+    count: Annotated[int, typer.Option(min=1, help="frames to take from the source (unreadable ones count)")] = 10,
+    idle_timeout: Annotated[float, typer.Option(min=0.1, help="stop when the source delivers nothing this long, s")] = 30.0,
 ) -> None:
-    """Record what a source delivers as a dump."""
-    _not_available("record", 7)
+    """Record what a source delivers as a dump (DESIGN.md §3: TIFF + JSON sidecar) that `inspectd replay` reads."""
+    import time
+
+    from inspectd.frames import FrameReadError, list_dump, write_frame
+    from inspectd.sources import EndOfStream, SourceError, open_source
+
+    if out_dir.exists() and (not out_dir.is_dir() or list_dump(out_dir)):
+        what = "is not a directory" if not out_dir.is_dir() else f"already holds {len(list_dump(out_dir))} frames"
+        err.print(f"record: {out_dir} {what}; choose a new or empty directory")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        src = open_source(source)
+        src.open()
+    except SourceError as e:
+        err.print(f"record: {e}")
+        raise typer.Exit(EXIT_USAGE) from e
+    written = unreadable = 0
+    stop, code = "", 0
+    t0 = time.monotonic()
+    try:
+        with _progress() as prog:
+            task = prog.add_task("recording", total=count)
+            last = time.monotonic()
+            while written + unreadable < count:
+                try:
+                    item = src.read(0.5)
+                except EndOfStream:
+                    stop = "the source ended"
+                    break
+                except SourceError as e:
+                    stop, code = f"source error: {e}", EXIT_FAILED
+                    break
+                if item is None:
+                    if time.monotonic() - last > idle_timeout:
+                        stop, code = f"no frame for {idle_timeout:g} s", EXIT_FAILED
+                        break
+                    continue
+                last = time.monotonic()
+                if isinstance(item, FrameReadError):
+                    unreadable += 1
+                    if unreadable <= 20:
+                        err.print(f"unreadable frame {item.frame_id}: {item.message} (counted, not recorded)")
+                else:
+                    try:
+                        write_frame(out_dir, item)
+                    except Exception as e:  # a full disk, a bad frame id: the recording cannot go on
+                        stop, code = f"cannot write {item.frame_id} to {out_dir}: {type(e).__name__}: {e}", EXIT_FAILED
+                        break
+                    written += 1
+                prog.advance(task)
+    except KeyboardInterrupt:
+        stop, code = "interrupted", EXIT_FAILED
+    finally:
+        src.close()
+    seconds = time.monotonic() - t0
+    if stop and code == 0 and written == 0:
+        code = EXIT_FAILED
+    summary = f"recorded {written} frames to {out_dir} in {seconds:.1f} s"
+    if unreadable:
+        summary += f"; {unreadable} unreadable (counted, not recorded)"
+    if stop:
+        summary += f"; stopped early: {stop}"
+    (err if code else out).print(summary, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
 
 
 @app.command()
