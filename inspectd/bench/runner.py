@@ -79,7 +79,8 @@ def _median_accuracy(runs: list[dict]) -> dict:
 
 
 def _targets(cases: list[dict]) -> dict:
-    at = [c for c in cases if c["case"]["size"] == TARGET_SIZE and c["case"]["bit_depth"] == TARGET_BITS]
+    at = [c for c in cases if c["case"]["size"] == TARGET_SIZE and c["case"]["bit_depth"] == TARGET_BITS
+          and c["summary"] and c["case"]["source"] in ("replay", "sim")]  # fmt: skip
     maxrate = [c for c in at if c["case"]["mode"] == "daemon" and not c["case"]["fps"] and c["summary"]["fps"]]
     paced = [c for c in at if c["case"]["mode"] == "daemon" and c["case"]["fps"] == TARGET_P99_AT_FPS
              and c["summary"]["p99_ms"] is not None]  # fmt: skip
@@ -93,9 +94,12 @@ def _targets(cases: list[dict]) -> dict:
             out["vs_naive"] = {"target": TARGET_RATIO, "measured": ratio, "case": best["case"]["name"],
                                "met": ratio >= TARGET_RATIO}  # fmt: skip
     if paced:
-        best = min(paced, key=lambda c: c["summary"]["p99_ms"])
+        # a run with TIMEOUTs does not count as meeting it (an overload TIMEOUT is published at once: low latency)
+        best = min(paced, key=lambda c: (c["summary"]["timeouts_total"] > 0, c["summary"]["p99_ms"]))
+        to = best["summary"]["timeouts_total"]
         out["p99_at_10fps_ms"] = {"target": TARGET_P99_MS, "measured": best["summary"]["p99_ms"],
-                                  "case": best["case"]["name"], "met": best["summary"]["p99_ms"] <= TARGET_P99_MS}  # fmt: skip
+                                  "case": best["case"]["name"], "timeouts": to,
+                                  "met": best["summary"]["p99_ms"] <= TARGET_P99_MS and to == 0}  # fmt: skip
     return out
 
 
