@@ -419,6 +419,26 @@ def test_device_loss_by_timeouts_in_a_row(viky, sources):
     assert src.health.connected and src.health.reconnects == 1
 
 
+@needs_viky
+def test_reconnect_keeps_trying_while_the_device_is_away_then_recovers(viky, sources):
+    """Unplugged for a while: reconnect attempts fail (the device is not found) and back off; replugged: frames."""
+    from inspectd.sources.genicam import DeviceLost
+
+    src = sources("genicam:2")
+    src.open()
+    frames(src, 2)
+    real_cfg = src.cfg
+    src.cfg = real_cfg.model_copy(update={"serial": "99"})  # what the next attempts look for is not there
+    src._conn.ia.destroy()
+    seen = read_until(src, lambda x: isinstance(x, DeviceLost) and "reconnect attempt 2" in (src.health.last_error or ""))
+    assert "no device with serial '99'" in src.health.last_error
+    assert all(not isinstance(x, Frame) for x in seen[1:])
+    assert "reconnecting (attempt" in str(seen[-1])
+    src.cfg = real_cfg  # the device is back
+    read_until(src, lambda x: isinstance(x, Frame))
+    assert src.health.connected and src.health.losses == 1 and src.health.reconnects == 1
+
+
 # ---------------------------------------------------------------------------- end to end: the daemon on viky
 
 

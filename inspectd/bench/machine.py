@@ -102,7 +102,7 @@ def describe_machine() -> dict:
     desc["git_commit"] = _git("rev-parse", "--short", "HEAD")
     dirty = _git("status", "--porcelain", "--untracked-files=no") or ""
     desc["git_dirty"] = bool(dirty)
-    desc["git_dirty_files"] = [ln[3:] for ln in dirty.splitlines()]  # others' uncommitted work the run included
+    desc["git_dirty_files"] = [ln.split(None, 1)[-1] for ln in dirty.splitlines() if ln.strip()]  # others' uncommitted work the run included
     desc["host_kind"] = host_kind(desc)
     return desc
 
