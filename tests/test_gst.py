@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 gi = pytest.importorskip("gi", reason="GStreamer Python bindings (python3-gi) not installed: run make sysdeps")
+from inspectd.sources.gst import preload_libgcc_s  # noqa: E402
+
+preload_libgcc_s()  # before GStreamer loads libunwind: later C++ exceptions (torch) in this pytest process must not crash
 try:
     gi.require_version("Gst", "1.0")
     gi.require_version("GstApp", "1.0")

@@ -144,6 +144,9 @@ def _preview_main(cfg_json: str, q, conn, log_level: str, log_json: bool) -> Non
     try:
         import warnings
 
+        from inspectd.sources.gst import preload_libgcc_s
+
+        preload_libgcc_s()  # before GStreamer loads libunwind (see there)
         import gi
 
         gi.require_version("Gst", "1.0")

@@ -48,7 +48,29 @@ from pydantic import Field
 from inspectd.frames import Frame, FrameError, FrameReadError, Sidecar
 from inspectd.sources.base import EndOfStream, SourceConfigBase, SourceError
 
+
+def preload_libgcc_s() -> None:
+    """Put libgcc_s in the global symbol scope before GStreamer is loaded.
+
+    Debian's libgstreamer links libunwind, and gi opens it RTLD_GLOBAL, so
+    libunwind's ``_Unwind_RaiseException`` would shadow libgcc_s's for every
+    library resolved later. A C++ exception thrown afterwards (torch's JIT
+    tracer throws them on purpose) then crashes the process (SIGSEGV/SIGABRT).
+    This was seen here, when `torch.onnx.export` ran in a pytest session that had
+    initialised GStreamer; the same problem is ros2/rclpy#1149. Loading libgcc_s first makes
+    the lookups find the right unwinder. Harmless when it is already loaded.
+    """
+    import ctypes
+    import os
+
+    try:
+        ctypes.CDLL("libgcc_s.so.1", mode=os.RTLD_GLOBAL)
+    except OSError:  # pragma: no cover - not glibc/gcc
+        pass
+
+
 try:  # guarded import: GStreamer is a system package (make sysdeps), not a pip dependency
+    preload_libgcc_s()
     import gi
 
     gi.require_version("Gst", "1.0")
