@@ -281,18 +281,25 @@ def test_offer_never_blocks_and_drops_when_the_preview_is_behind(tmp_path):
     print(f"50 offers in {offer_s * 1000:.1f} ms, {p.dropped} dropped")
 
 
-def test_preview_that_cannot_start_is_reported_not_raised(tmp_path):
-    cfg = PreviewConfig(enabled=True, host="no such host name.invalid", port=5600, width=320)
+@pytest.mark.parametrize("bad", ["host", "record_dir"])
+def test_preview_that_cannot_start_is_reported_not_raised(tmp_path, bad):
+    (tmp_path / "a_file").write_text("x")
+    cfg = PreviewConfig(
+        enabled=True,
+        host="no-such-host.invalid" if bad == "host" else "127.0.0.1",
+        port=free_udp_port(),
+        width=320,
+        record_dir=tmp_path / "a_file" / "rec" if bad == "record_dir" else None,
+    )
     p = Preview(cfg, log_json=False)
     p.start()
-    p.wait_ready(60)
+    assert not p.wait_ready(60)
     try:
-        for i in range(3):
-            p.offer(p.grab(np.zeros((64, 64), np.uint8)), _verdict(i))
-            time.sleep(0.2)
+        for i in range(3):  # offers after a failure are refused, never raised
+            assert p.offer(p.grab(np.zeros((64, 64), np.uint8)), _verdict(i)) is False
     finally:
         p.close()
-    assert p.failed is not None or (p.stats and p.stats["errors"]), (p.failed, p.stats)
+    assert p.failed is not None and ("no-such-host.invalid" in p.failed or "record_dir" in p.failed), p.failed
 
 
 def test_daemon_streams_the_preview_of_its_verdicts(tmp_path, receiver):

@@ -109,7 +109,7 @@ def build_pipeline_description(cfg: PreviewConfig, fps: Fraction, size: tuple[in
         f"! x264enc name=enc tune=zerolatency speed-preset=ultrafast bitrate={cfg.bitrate_kbps} key-int-max={key_int} "
         "! video/x-h264,profile=constrained-baseline ! tee name=t "
         "t. ! queue leaky=downstream max-size-buffers=8 max-size-time=0 max-size-bytes=0 "
-        f"! rtph264pay config-interval=-1 pt=96 mtu=1400 ! udpsink name=udp host={cfg.host} port={cfg.port} "
+        f'! rtph264pay config-interval=-1 pt=96 mtu=1400 ! udpsink name=udp host="{cfg.host}" port={cfg.port} '
         "sync=false async=false"
     )
     if record_to is not None:
@@ -129,13 +129,13 @@ def muxer_name(cfg: PreviewConfig) -> str:
 
 
 def _preview_main(cfg_json: str, q, conn, log_level: str, log_json: bool) -> None:  # pragma: no cover - child
-    from inspectd.observability import configure_logging, get_logger
-    from inspectd.verdict import Verdict
-
     import os
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon stops us (sentinel) after draining; Ctrl-C is its
+    from inspectd.observability import configure_logging, get_logger
+    from inspectd.verdict import Verdict
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's: it drains, then stops us with the sentinel
     parent = os.getppid()
     configure_logging(log_level, log_json)
     log = get_logger(proc="preview")
@@ -158,13 +158,26 @@ def _preview_main(cfg_json: str, q, conn, log_level: str, log_json: bool) -> Non
         Gst.init(None)
     except (ImportError, ValueError) as e:
         conn.send(("error", f"preview: GStreamer is not available ({e}); run `make sysdeps`"))
-        _drain(q)
+        _drain(q, parent)
+        return
+    import socket
+
+    try:  # udpsink drops packets for an unresolvable host silently: say it here, once
+        socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_DGRAM)
+    except OSError as e:
+        conn.send(("error", f"preview: cannot resolve preview.host {cfg.host!r}: {e}"))
+        _drain(q, parent)
         return
     fps = Fraction(cfg.fps).limit_denominator(1001)
     size = canvas_size(cfg.width)
     record_to = None
     if cfg.record_dir is not None:
-        cfg.record_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            cfg.record_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            conn.send(("error", f"preview: cannot create record_dir {cfg.record_dir}: {e}"))
+            _drain(q, parent)
+            return
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         record_to = str(cfg.record_dir / f"preview-{stamp}-%05d.{cfg.record_format}")
     desc = build_pipeline_description(cfg, fps, size, record_to)
@@ -172,7 +185,7 @@ def _preview_main(cfg_json: str, q, conn, log_level: str, log_json: bool) -> Non
         pipe = Gst.parse_launch(desc)
     except GLib.Error as e:
         conn.send(("error", f"preview: cannot build the GStreamer pipeline: {e.message}"))
-        _drain(q)
+        _drain(q, parent)
         return
     src = pipe.get_by_name("src")
     bus = pipe.get_bus()
@@ -190,7 +203,7 @@ def _preview_main(cfg_json: str, q, conn, log_level: str, log_json: bool) -> Non
         err = _bus_error(Gst, bus) or "state change failed"
         conn.send(("error", f"preview: cannot start the GStreamer pipeline: {err}"))
         pipe.set_state(Gst.State.NULL)
-        _drain(q)
+        _drain(q, parent)
         return
     conn.send(("ready", {"size": size, "fps": float(fps), "record": record_to, "rtp": f"{cfg.host}:{cfg.port}"}))
     log.info("preview_started", size=f"{size[0]}x{size[1]}", fps=float(fps), rtp=f"{cfg.host}:{cfg.port}",
@@ -259,10 +272,16 @@ def _bus_error(Gst, bus) -> str | None:
     return f"{msg.src.get_name() if msg.src else 'pipeline'}: {err.message}"
 
 
-def _drain(q) -> None:
-    """After a failed start: consume offers until the sentinel, so the parent never fills a dead queue."""
-    while q.get() is not None:
-        pass
+def _drain(q, parent: int) -> None:
+    """After a failed start: consume offers until the sentinel (or the daemon is gone)."""
+    import os
+
+    while os.getppid() == parent:
+        try:
+            if q.get(timeout=1.0) is None:
+                return
+        except queue.Empty:
+            continue
 
 
 # ============================================================================ the daemon's side
