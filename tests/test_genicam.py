@@ -560,3 +560,20 @@ def test_daemon_streams_verdicts_from_viky_and_survives_a_device_loss(viky, tmp_
             proc.kill()
             proc.wait(10)
         ctx.destroy(linger=0)
+
+
+@needs_viky
+def test_source_reports_its_frame_size_and_the_daemon_refuses_slots_too_small(viky, sources, tmp_path):
+    s = sources("genicam:?width=640&height=480")
+    assert s.frame_bytes is None  # not open yet
+    s.open()
+    assert s.frame_bytes == 640 * 480  # Mono8
+    env = dict(os.environ, PYTHONPATH=str(REPO), GENICAM_GENTL64_PATH=str(viky))
+    env.pop("NOTIFY_SOCKET", None)
+    s.close()  # viky allows one open device per process; the daemon is another process, but be tidy
+    cmd = [sys.executable, "-m", "inspectd.pipeline.daemon", "--source", "genicam:", "--slot-mb", "0.05",
+           "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1",
+           "--journal", str(tmp_path / "j.sqlite"), "--archive-dir", str(tmp_path / "ng")]  # fmt: skip
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "delivers frames of" in p.stderr and "give width= and height= in the source URI" in p.stderr

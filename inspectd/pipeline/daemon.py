@@ -291,6 +291,15 @@ class Daemon:
             self.log.error("source_open_failed", msg=f"{type(e).__name__}: {e}")
             return EXIT_FAILED
         self.log.info("source_opened", source=self.source.name)
+        fb = getattr(self.source, "frame_bytes", None)  # known only once open (e.g. a camera's configured size)
+        if isinstance(fb, int) and fb > self.ring.slot_bytes:
+            msg = (
+                f"source {self.source.name} delivers frames of {fb / 2**20:.1f} MiB but the frame ring's slots hold "
+                f"{self.ring.slot_bytes / 2**20:.1f} MiB: give width= and height= in the source URI (they size the slots)"
+            )
+            self.log.error("source_frames_too_large", msg=msg)
+            print(f"inspectd: {msg}", file=sys.stderr)
+            return EXIT_USAGE
         if self.config_path is not None:
             try:  # what the file said at start: a reload reports the sections it cannot apply live
                 self._reload_file_cfg = load_config(self.config_path)

@@ -308,6 +308,17 @@ def _node(nm: Any, name: str):
         return None
 
 
+def _frame_bytes(nm: Any, pixel_format: str | None) -> int | None:
+    """Bytes of one delivered frame (Mono8 -> uint8, deeper -> uint16) as configured, or None if unknown."""
+    w, h = _node(nm, "Width"), _node(nm, "Height")
+    try:
+        if w is None or h is None:
+            return None
+        return int(w.value) * int(h.value) * (1 if pixel_format == "Mono8" else 2)
+    except Exception:
+        return None
+
+
 def _first_node(nm: Any, names: tuple[str, ...]):
     for name in names:
         n = _node(nm, name)
@@ -417,6 +428,7 @@ class _Connection:
         self.device = "?"
         self.serial = None
         self.pixel_format = None
+        self.frame_bytes: int | None = None  # one delivered frame, from Width x Height once configured
         self.triggered = False  # frames come only on a trigger: waiting is not a timeout
         self.part_node = None
         self.part_node_name = None
@@ -473,6 +485,7 @@ class _Connection:
         except Exception as e:
             raise SourceError(f"cannot open device {self.device}: {type(e).__name__}: {e}") from e
         self._configure(ia.remote_device.node_map)
+        self.frame_bytes = _frame_bytes(ia.remote_device.node_map, self.pixel_format)
         ia.add_callback(ImageAcquirer.Events.INCOMPLETE_BUFFER, _RaiseOnIncomplete())
         try:
             ia.start()
@@ -657,6 +670,12 @@ class GenicamSource:
             "genicam_opened", device=conn.device, pixel_format=conn.pixel_format, triggered=conn.triggered,
             part_id_chunk=conn.part_node_name,
         )  # fmt: skip
+
+    @property
+    def frame_bytes(self) -> int | None:
+        """Size of the frames the open device delivers (the daemon checks its ring slots against it)."""
+        conn = self._conn
+        return getattr(conn, "frame_bytes", None) if conn is not None else None
 
     def _adopt(self, conn: _Connection) -> None:
         with self._lock:
