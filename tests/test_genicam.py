@@ -553,6 +553,20 @@ def test_daemon_streams_verdicts_from_viky_and_survives_a_device_loss(viky, tmp_
         assert seqs == sorted(seqs)
         assert len({v["frame_id"] for v in verdicts}) == len(verdicts)  # frame ids keep counting across the reconnect
 
+        # the camera's own counters reach the health answer (and heartbeats)
+        q = ctx.socket(zmq.DEALER)
+        q.linger = 0
+        q.connect(words[words.index("query") + 1])
+        deadline = time.monotonic() + 30
+        while True:
+            q.send_json({"op": "health"})
+            assert q.poll(10_000), "no answer from the query socket"
+            sh = q.recv_json().get("health", {}).get("source_health") or {}
+            if sh.get("reconnects", 0) >= 1 or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)  # health is refreshed once a second
+        assert sh.get("connected") is True and sh["reconnects"] >= 1 and sh["losses"] >= 1, sh
+
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:

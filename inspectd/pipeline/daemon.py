@@ -31,6 +31,7 @@ Entry points: `run_daemon(cfg, ...)` (the CLI's ``inspectd run``) and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import pickle
@@ -1084,12 +1085,22 @@ class Daemon:
                 ring_free=self.ring.free_count,
                 model=self.model_name,
                 source=self.source.name,
+                source_health=self._source_health(),
                 deadline_ms=self.cfg.station.deadline_ms,
             )
         if self.phase == "running" and self.sd.enabled:
             self.sd.status(
                 f"{state}: {self.acquired} frames, {ready}/{self.pool.n} workers, ring {self.ring.free_count} free"
             )
+
+    def _source_health(self) -> dict | None:
+        """A source's own health counters (e.g. a camera's connected/reconnects/timeouts) for the heartbeat."""
+        h = getattr(self.source, "health", None)
+        if h is None:
+            return None
+        with contextlib.suppress(Exception):
+            return dataclasses.asdict(h) if dataclasses.is_dataclass(h) else dict(h)
+        return None
 
     def _kill_stuck(self, now: float) -> None:
         """A worker hung in a stage (not crashed) would hold its slot forever: kill it; supervision restarts it."""
