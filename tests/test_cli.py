@@ -1,22 +1,16 @@
 """The CLI as a user runs it: real subprocesses, real files, exit codes that mean something."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from helpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, check=None):
-    p = subprocess.run([sys.executable, "-m", "inspectd", *map(str, args)], capture_output=True, text=True, cwd=REPO)
-    if check is not None:
-        assert p.returncode == check, (p.returncode, p.stdout, p.stderr)
-    return p
 
 
 def test_help_on_every_command():

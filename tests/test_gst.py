@@ -30,20 +30,11 @@ from inspectd.config import PreviewConfig  # noqa: E402
 from inspectd.publish.preview import RTP_CAPS, Preview, canvas_size, render_preview  # noqa: E402
 from inspectd.sources import EndOfStream, SourceError, open_source, parse_source_uri  # noqa: E402
 from inspectd.verdict import Reason, ReasonCode, Result, Verdict  # noqa: E402
+from helpers import read_all  # noqa: E402
 
 Gst.init(None)
 
 
-def read_all(src, limit=500, timeout=5.0):
-    out = []
-    try:
-        while len(out) < limit:
-            item = src.read(timeout)
-            if item is not None:
-                out.append(item)
-    except EndOfStream:
-        pass
-    return out
 
 
 def free_udp_port() -> int:
@@ -80,7 +71,7 @@ def test_videotestsrc_frames_then_end_of_stream(fmt, dtype):
     src = open_source(f"gst:videotestsrc num-buffers=7 pattern=white ! video/x-raw,format={fmt},width=64,height=48 ! appsink name=sink")
     src.open()
     try:
-        frames = read_all(src)
+        frames = read_all(src, limit=500, timeout=5.0)
         with pytest.raises(EndOfStream):  # and it stays ended
             src.read(0.5)
     finally:
@@ -109,7 +100,7 @@ def test_exact_pixel_values_through_a_file_pipeline(tmp_path, fmt, name):
         f"plane-strides=<{stride}> framerate=0/1 ! appsink sync=false"
     )
     src.open()
-    frames = read_all(src)
+    frames = read_all(src, limit=500, timeout=5.0)
     src.close()
     assert len(frames) == 4
     for f, want in zip(frames, imgs, strict=True):

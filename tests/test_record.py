@@ -7,23 +7,16 @@ corrupt file, GStreamer pipelines when GStreamer is installed).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inspectd.frames import Frame, Sidecar, list_dump, read_frame, write_frame
+from helpers import cli
 
-REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, check=None):
-    p = subprocess.run([sys.executable, "-m", "inspectd", *map(str, args)], capture_output=True, text=True, cwd=REPO)
-    if check is not None:
-        assert p.returncode == check, (p.returncode, p.stdout, p.stderr)
-    return p
 
 
 def replay_verdicts(dump: Path, out: Path, tips: str = "labels") -> list[dict]:

@@ -10,6 +10,7 @@ import tifffile
 
 from inspectd.frames import Frame, FrameReadError, Sidecar, write_frame
 from inspectd.sources import EndOfStream, FrameSource, SourceError, available_schemes, open_source, parse_source_uri
+from helpers import read_all
 
 
 @pytest.fixture
@@ -22,16 +23,6 @@ def dump(tmp_path):
     return d
 
 
-def read_all(src, limit=50, timeout=1.0):
-    out = []
-    try:
-        while len(out) < limit:
-            item = src.read(timeout)
-            if item is not None:
-                out.append(item)
-    except EndOfStream:
-        pass
-    return out
 
 
 def test_registry_knows_replay_and_sim():
