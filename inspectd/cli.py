@@ -1,7 +1,6 @@
 """The `inspectd` command line.
 
-Exit codes: 0 done; 1 the job failed at run time; 2 bad usage or bad config;
-3 the command exists but its feature is not built yet (never fake output).
+Exit codes: 0 done; 1 the job failed at run time; 2 bad usage or bad config.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from rich.table import Table
 
 from inspectd.config import Config, ConfigError, load_config
 
-EXIT_FAILED, EXIT_USAGE, EXIT_NOT_AVAILABLE = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE = 1, 2
 
 app = typer.Typer(
     name="inspectd",
@@ -39,11 +38,6 @@ def _config(path: Path | None, overrides: dict[str, Any] | None = None) -> Confi
     except ConfigError as e:
         err.print(f"[red]config error[/red]\n{e}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from e
-
-
-def _not_available(what: str, issue: int) -> None:
-    err.print(f"inspectd {what}: not available yet (tracked in issue #{issue}); nothing was run.")
-    raise typer.Exit(EXIT_NOT_AVAILABLE)
 
 
 def _progress() -> Progress:
