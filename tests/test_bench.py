@@ -133,6 +133,9 @@ def test_every_figure_is_a_measurement(bench_run):
     for c in flat_out:
         _positive(c["vs_naive"], "daemon/naive throughput ratio")
         assert c["vs_naive"] == pytest.approx(c["summary"]["fps"] / c["naive_fps"])
+        assert c["naive_case"] == "naive 512/8 t1"  # the baseline: the naive case of that size, default engine
+    for c in res["cases"]:
+        assert len(c["latencies_ms"]) == c["case"]["frames"] - res["scenario"]["warmup_frames"], c["case"]["name"]
 
 
 def test_csv_and_plots(bench_run):

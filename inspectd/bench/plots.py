@@ -65,7 +65,7 @@ def make_plots(result: dict, latencies: dict[str, list[float]], out_dir: Path, b
             continue
         if k["mode"] == "naive":
             ax.axhline(s["fps"], linestyle="--", linewidth=1, color="grey")
-            ax.text(0.5, s["fps"], f" naive {k['size']}²/{k['bit_depth']}b {s['fps']:.1f}", fontsize=7, va="bottom")
+            ax.text(0.5, s["fps"], f" {k['name']}: {s['fps']:.1f}", fontsize=7, va="bottom")
             continue
         offered = k["fps"] if k["fps"] else (s.get("offered_fps") or s["fps"])
         max_offered = max(max_offered, offered)

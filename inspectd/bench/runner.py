@@ -78,6 +78,29 @@ def _median_accuracy(runs: list[dict]) -> dict:
     }
 
 
+def derive(result: dict) -> dict:
+    """Ratios to the naive loop and the targets, from the cases' summaries (also re-applicable to a stored result).
+
+    The baseline of a size/bit depth is its first naive case with the default
+    engine (no `config` overrides): a naive case on another backend is a case, not the baseline.
+    """
+    base: dict[tuple, dict] = {}
+    for c in result["cases"]:
+        k = c["case"]
+        if k["mode"] == "naive" and not k.get("config") and c["summary"] and (k["size"], k["bit_depth"]) not in base:
+            base[(k["size"], k["bit_depth"])] = c
+    for c in result["cases"]:
+        k, s = c["case"], c["summary"]
+        b = base.get((k["size"], k["bit_depth"]))
+        c["naive_case"] = b["case"]["name"] if b else None
+        c["naive_fps"] = b["summary"]["fps"] if b else None
+        c["vs_naive"] = None
+        if b and s and k["mode"] == "daemon" and not k["fps"] and s["fps"] and c["naive_fps"]:
+            c["vs_naive"] = s["fps"] / c["naive_fps"]
+    result["targets"] = _targets(result["cases"])
+    return result
+
+
 def _targets(cases: list[dict]) -> dict:
     at = [c for c in cases if c["case"]["size"] == TARGET_SIZE and c["case"]["bit_depth"] == TARGET_BITS
           and c["summary"] and c["case"]["source"] in ("replay", "sim")]  # fmt: skip
@@ -179,26 +202,20 @@ def run_bench(
                     prog.remove_task(frames_task)
                     prog.advance(overall)
     cases_out = []
-    naive_fps = {}
-    for case in scenario.cases:
-        if case.mode == "naive" and runs[case.name]:
-            naive_fps[case.dump_key] = stats.median_of(runs[case.name])["fps"]
     for case in scenario.cases:
         rs = runs[case.name]
-        summ = stats.median_of(rs) if rs else None
-        nf = naive_fps.get(case.dump_key)
-        ratio = None
-        if summ and case.mode == "daemon" and not case.paced and nf and summ["fps"]:
-            ratio = summ["fps"] / nf
         cases_out.append({
             "case": _case_dict(case),
             "repeats_ok": len(rs),
-            "summary": summ,
-            "vs_naive": ratio,
-            "naive_fps": nf,
+            "summary": stats.median_of(rs) if rs else None,
+            "vs_naive": None,
+            "naive_fps": None,
+            "naive_case": None,
             "accuracy": _median_accuracy(accs[case.name]),
             # runs with TIMEOUTs: the same figures over the frames that were inspected (the model apart from deadlines)
             "accuracy_inspected": _median_accuracy(accs_insp[case.name]) or None,
+            # per-frame latencies of all repeats (measured frames), ms: the CDF plot can be redrawn from the JSON
+            "latencies_ms": [round(x, 2) for x in lats[case.name]],
             "runs": rs,
         })
     finished = dt.datetime.now(dt.UTC)
@@ -215,10 +232,10 @@ def run_bench(
         "latency_definition": "frame acquisition stamp (t_acquired_ns) -> verdict received by a ZeroMQ SUB "
         "(daemon); frame taken from memory -> verdict built (naive)",
         "cases": cases_out,
-        "targets": _targets(cases_out),
         "failures": failures,
         "dumps": {f"{k[0]}x{k[1]}b": str(v) for k, v in dumps.items()},
     }
+    derive(result)
     paths = report.write_outputs(result, out_dir, latencies=lats, plots=plots)
     result["outputs"] = {k: str(v) for k, v in paths.items()}
     return result, paths
