@@ -76,6 +76,9 @@ class RoiConfig(_Strict):
     pad_y: float = Field(0.09, ge=0, le=1, description="padding along the stack, fraction of its height")
     min_corners: int = Field(16, ge=3, description="fewer corners than this: no stack")
     min_layers: int = Field(6, ge=1, description="fewer layer lines than this: no stack")
+    # The row-profile search costs ~21 ms on a 2048² frame, ~8 ms at half size
+    # (bench/README.md); the box it finds is mapped back and rounded outwards.
+    work_size: int = Field(1024, ge=0, description="search on a copy downscaled to this long side; 0 = full size")
 
 
 class CorrectionConfig(_Strict):

@@ -254,3 +254,31 @@ def test_real_16bit_input_through_to_8bit(real_dir):
     b = find_roi(img16, detect_corners(img16, CornerConfig()), RoiConfig())
     assert a is not None and b is not None and a.orientation is b.orientation
     assert box_iou_cover(a, b.as_list())[0] >= 0.85
+
+
+def test_downscaled_search_finds_the_same_box_on_2048_frames():
+    """roi.work_size = 1024 (default) searches a half-size copy of a 2048² frame: same tips inside, box within a few px."""
+    from inspectd.config import Config, CornerConfig
+    from inspectd.sim import SimOptions, render_frame
+    from inspectd.vision.corners import detect_corners
+    from inspectd.vision.roi import find_roi
+    from inspectd.vision.window import to_8bit
+
+    cfg = Config().roi
+    assert cfg.work_size == 1024
+    for i in (0, 3, 5):
+        f = render_frame(900, i, SimOptions(size=2048, bit_depth=12, defect_rate=0.3))
+        img8 = to_8bit(f.image, 12)
+        corners = detect_corners(img8, CornerConfig())
+        full = find_roi(img8, corners, cfg.model_copy(update={"work_size": 0}))
+        half = find_roi(img8, corners, cfg)
+        assert full is not None and half is not None and half.orientation == full.orientation
+        tips = np.vstack([f.anode_tips, f.cathode_tips])
+
+        def inside(r):
+            return sum(r.x0 <= x < r.x1 and r.y0 <= y < r.y1 for x, y in tips)
+
+        assert inside(half) >= inside(full) >= len(tips) - 2  # a pulled-back defect cathode may lie outside
+        ix = max(0, min(full.x1, half.x1) - max(full.x0, half.x0)) * max(0, min(full.y1, half.y1) - max(full.y0, half.y0))
+        union = (full.x1 - full.x0) * (full.y1 - full.y0) + (half.x1 - half.x0) * (half.y1 - half.y0) - ix
+        assert ix / union >= 0.8, (i, full, half)

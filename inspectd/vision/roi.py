@@ -373,5 +373,37 @@ def find_roi(img8: np.ndarray, corners: np.ndarray, cfg: RoiConfig, *, orientati
     tau = τ on the normalised row stripe energy, lam = λ, margin_px).
     ``orientation`` skips orientation detection. Never raises on a valid 2-D uint8 frame.
     """
+    img = np.asarray(img8)
+    if cfg.work_size and img.ndim == 2 and img.dtype == np.uint8 and max(img.shape) > cfg.work_size:
+        return _find_roi_downscaled(img, corners, cfg, orientation)
     detail = find_roi_detail(img8, corners, cfg, orientation=orientation)
     return None if detail is None else detail.roi
+
+
+def _find_roi_downscaled(img: np.ndarray, corners, cfg: RoiConfig, orientation) -> Roi | None:
+    """`find_roi` on a copy whose long side is cfg.work_size; the boxes are mapped back, rounded outwards."""
+    h, w = img.shape
+    s = cfg.work_size / max(h, w)
+    ws, hs = max(1, round(w * s)), max(1, round(h * s))
+    small = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
+    fx, fy = w / ws, h / hs
+    pts = np.array(corners, dtype=np.float64, copy=True)
+    if pts.ndim == 2 and pts.shape[1] >= 2:
+        pts[:, 0] = (pts[:, 0] + 0.5) / fx - 0.5
+        pts[:, 1] = (pts[:, 1] + 0.5) / fy - 0.5
+    detail = find_roi_detail(small, pts, cfg, orientation=orientation)
+    if detail is None:
+        return None
+
+    def up(box):
+        x0, y0, x1, y1 = box
+        return (
+            max(0, int(math.floor(x0 * fx))),
+            max(0, int(math.floor(y0 * fy))),
+            min(w, int(math.ceil(x1 * fx))),
+            min(h, int(math.ceil(y1 * fy))),
+        )
+
+    r = detail.roi
+    band = up(r.tip_band) if r.tip_band is not None else None
+    return Roi(*up((r.x0, r.y0, r.x1, r.y1)), r.orientation, band)
