@@ -132,8 +132,7 @@ class Daemon:
                     raise AssertionError(f"daemon printed no address line; log tail:\n{self.log_tail()}")
                 self._cond.wait(0.2)
             words = self.lines[0].split()
-        return {"pub": words[words.index("pub") + 1], "query": words[words.index("query") + 1],
-                "metrics": words[words.index("metrics") + 1]}  # fmt: skip
+        return {k: words[words.index(k) + 1] for k in ("pub", "query", "metrics", "trigger") if k in words}
 
     def log_tail(self, n: int = 25) -> str:
         return "".join(self.raw[-n:])

@@ -96,12 +96,6 @@ def test_listener_receives_over_a_real_socket_and_rejects_bad_messages():
 # ---------------------------------------------------------------------------- the daemon
 
 
-def _trigger_address(d: Daemon) -> str:
-    d.addresses()
-    words = d.lines[0].split()
-    return words[words.index("trigger") + 1]
-
-
 def test_daemon_ties_frames_to_plc_triggers_and_gives_lonely_triggers_no_frame(tmp_path):
     zctx = zmq.Context()
     period_ns = 2000 * MS  # sim at 0.5 fps: frame k+1 is acquired 2 s after frame k (the pacer does not drift)
@@ -113,7 +107,7 @@ def test_daemon_ties_frames_to_plc_triggers_and_gives_lonely_triggers_no_frame(t
         sub = Sub(zctx, addrs["pub"], topics=(b"verdict.",))
         push = zctx.socket(zmq.PUSH)
         push.linger = 0
-        push.connect(_trigger_address(d))
+        push.connect(addrs["trigger"])
 
         def frames(s):
             return [v for v in s.verdicts if v["frame_id"]]

@@ -185,7 +185,6 @@ class Daemon:
         self._reload_file_cfg: Config | None = None
         self.triggers: TriggerListener | None = None
         self.matcher: TriggerMatcher | None = None
-        self._last_published: Verdict | None = None
         self._no_frame_owed: deque[Trigger] = deque()  # triggers owed a NO_FRAME verdict, oldest first
 
     # ================================================================== start / stop
@@ -874,9 +873,7 @@ class Daemon:
 
     def _publish_ready(self) -> None:
         if self.matcher is not None:
-            for t in self.triggers.take():
-                self.metrics.triggers.labels(outcome="received").inc()
-                self.matcher.push(t)
+            self._take_triggers()
             if self.next_pub == self.acquired:  # no frame waiting to claim a trigger
                 self._no_frame_owed.extend(self.matcher.expire_idle(time.time_ns()))
         while True:
@@ -889,9 +886,9 @@ class Daemon:
                 self._identify(e)
                 if not self._publish_no_frame_owed():
                     return
-            if not self._try_publish(e.verdict, e.frame_id):
+            v = self._try_publish(e.verdict, e.frame_id)
+            if v is None:
                 return
-            v = self._last_published
             e.published_seq = v.seq
             self.next_pub += 1
             self._observe(e, v)
@@ -904,12 +901,13 @@ class Daemon:
                 self._record_late(e, e.late)
             self._forget_if_done(e)
 
-    def _try_publish(self, verdict: Verdict, frame_id: str) -> bool:
-        """Publish (journal + wire); False while the publisher fails (retried next pass, fatal after a while)."""
+    def _try_publish(self, verdict: Verdict, frame_id: str) -> Verdict | None:
+        """Publish (journal + wire): the verdict with its seq, or None while the publisher fails (retried next
+        pass, fatal after a while)."""
         from inspectd.publish.publisher import PublishError
 
         try:
-            self._last_published = self.publisher.publish(verdict)
+            published = self.publisher.publish(verdict)
         except PublishError as err:
             now = time.monotonic()
             if self._publish_failing_since is None:
@@ -918,11 +916,17 @@ class Daemon:
             self.log.error("publish_failed", frame_id=frame_id, msg=str(err))
             if now - self._publish_failing_since > PUBLISH_FAIL_FATAL_S:
                 self.fail(f"publisher failing for {PUBLISH_FAIL_FATAL_S:g} s: {err}", publishable=False)
-            return False
+            return None
         self._publish_failing_since = None
-        return True
+        return published
 
     # ---------------------------------------------------------------- part identity (PLC triggers)
+
+    def _take_triggers(self) -> None:
+        """Move the triggers the listener thread received into the matcher (the loop owns the matcher)."""
+        for t in self.triggers.take():
+            self.metrics.triggers.labels(outcome="received").inc()
+            self.matcher.push(t)
 
     def _trigger_rejected(self, msg: str) -> None:  # called from the trigger thread
         self.metrics.triggers.labels(outcome="rejected").inc()
@@ -975,13 +979,14 @@ class Daemon:
                 t_acquired_ns=t.t_ns,
                 model=self.model_name,
             )
-            if not self._try_publish(v, ""):
+            published = self._try_publish(v, "")
+            if published is None:
                 return False
             self._no_frame_owed.popleft()
             self.metrics.triggers.labels(outcome="no_frame").inc()
             self.metrics.verdicts.labels(result=Result.ERROR.value).inc()
             self.metrics.errors.labels(code=ReasonCode.NO_FRAME.value).inc()
-            self.log.warning("no_frame", part_id=t.part_id, seq=self._last_published.seq, msg=v.reasons[0].message)
+            self.log.warning("no_frame", part_id=t.part_id, seq=published.seq, msg=v.reasons[0].message)
         return True
 
     def _observe(self, e: Entry, v: Verdict) -> None:
@@ -1166,8 +1171,7 @@ class Daemon:
             return
         if self.matcher is not None or self._no_frame_owed:
             if self.matcher is not None:  # the cells still waiting for a frame are owed a verdict too
-                for t in self.triggers.take():
-                    self.matcher.push(t)
+                self._take_triggers()
                 self._no_frame_owed.extend(self.matcher.drain())
             self._publish_ready()
             if self._no_frame_owed:
