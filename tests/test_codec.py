@@ -119,7 +119,7 @@ def test_box_to_canonical_inverts_box_from_canonical(o):
 def test_crop_mapping_round_trip(o, tall):
     """full -> tile input -> full is exact, and a blob at a full-frame point appears at its input position."""
     shape = (700, 600)
-    spec = InputSpec(max_tile_h=256 if tall else 512)
+    spec = InputSpec(max_tile_h=256 if tall else 512, back_pitches=0)  # ROI-sized tiles
     roi = Roi(150, 100, 460, 560, o) if o.horizontal_layers else Roi(100, 150, 560, 460, o)
     plan = plan_tiles(shape, roi, spec, pitch=9.0)
     assert (len(plan.tiles) > 1) == tall
@@ -152,7 +152,7 @@ def test_crop_mapping_round_trip(o, tall):
 @pytest.mark.parametrize("o", list(Orientation))
 def test_wide_roi_is_anchored_at_the_tip_front(o):
     shape = (900, 800)
-    spec = InputSpec()
+    spec = InputSpec(back_pitches=0)
     roi = Roi(100, 100, 700, 800, o) if o.horizontal_layers else Roi(100, 100, 800, 700, o)
     front = 420.0  # canonical x of the tip front
     plan = plan_tiles(shape, roi, spec, pitch=10.0, front=front)
@@ -165,6 +165,32 @@ def test_wide_roi_is_anchored_at_the_tip_front(o):
     bx0, _, bx1, _ = box_to_canonical((roi.x0, roi.y0, roi.x1, roi.y1), o, shape)
     xm = 0.5 * (bx0 - spec.left_extra * 10.0 / 8.0 + bx1 - 1)
     assert t2.to_input(np.array([[xm, 0.0]]))[0, 0] == pytest.approx((t2.width - 1) / 2)
+
+
+@pytest.mark.parametrize("o", list(Orientation))
+@pytest.mark.parametrize("front", [None, 650.0])
+def test_tiles_reach_back_pitches_behind_the_front(o, front):
+    """`back_pitches`: the tile covers that many pitches behind the front (a narrow ROI's far
+    edge when no front is measured), on top of the ROI-sized layout; the front keeps its margin."""
+    shape = (900, 800)
+    pitch = 10.0
+    x0 = 300 if front is not None else 550  # wide ROI (front-anchored) / narrow ROI (whole ROI)
+    roi = Roi(x0, 100, 700, 800, o) if o.horizontal_layers else Roi(100, x0, 800, 700, o)
+    bx0, _, bx1, _ = box_to_canonical((roi.x0, roi.y0, roi.x1, roi.y1), o, shape)
+    ref = front if front is not None else bx1
+    small = plan_tiles(shape, roi, InputSpec(back_pitches=0), pitch, front=front).tiles[0]
+    for back in (20.0, 40.0, 60.0):
+        spec = InputSpec(back_pitches=back)
+        t = plan_tiles(shape, roi, spec, pitch, front=front).tiles[0]
+        left, right = t.to_canonical(np.array([[0.0, 0.0], [t.width - 1.0, 0.0]]))[:, 0]
+        assert left <= ref - back * pitch + 1.0  # reaches far enough back (to a pixel)
+        assert left <= small.to_canonical(np.array([[0.0, 0.0]]))[0, 0] + 1e-6  # never less than before
+        assert right >= min(ref, bx1 - 1) - 1.0  # still covers the front / the ROI's far edge (to a pixel)
+        assert t.width % spec.align == 0
+    if front is not None:  # the front keeps its margin from the tile's right edge
+        t = plan_tiles(shape, roi, InputSpec(back_pitches=60.0), pitch, front=front).tiles[0]
+        u = t.to_input(np.array([[front, 300.0]]))[0, 0]
+        assert u == pytest.approx(t.width - InputSpec().right_margin)
 
 
 def test_tip_front_on_a_comb():
@@ -199,3 +225,37 @@ def test_estimate_pitch_on_stripes():
         img = np.clip(img + np.random.default_rng(0).normal(0, 3, img.shape), 0, 255).astype(np.uint8)
         p, prom = estimate_pitch(img, (0, 0, w, h))
         assert p == pytest.approx(pitch, rel=0.02) and prom > 8
+
+
+@pytest.mark.parametrize("o", list(Orientation))
+def test_stray_back_cathodes_are_dropped_a_pulled_back_one_is_kept(o):
+    """A cathode far behind the cathode front survives only alone between two anodes."""
+    from inspectd.model.crop import CropPlan
+    from inspectd.model.infer import drop_stray_back_cathodes
+    from inspectd.vision.orientation import points_from_canonical
+
+    shape = (800, 900)
+    pitch = 10.0
+    plan = CropPlan(o, shape, pitch, "given", 0.8)
+    ys = 100.0 + pitch * np.arange(12)
+    anode_c = np.column_stack([np.full(12, 600.0), ys])  # 12 anodes
+    cath_c = np.column_stack([np.full(11, 560.0), ys[:-1] + pitch / 2])  # one cathode in each gap
+    pulled = [400.0, ys[4] + pitch / 2]  # the cathode of gap 4, pulled back 16 pitches
+    cath_c[4] = pulled
+    stray_in_slot = [420.0, ys[7] + pitch / 2 + 1.0]  # a second, far-back peak in gap 7
+    stray_beyond = [430.0, ys[-1] + pitch / 2]  # beyond the last anode
+    near_front = [530.0, ys[2] + pitch / 2 + 1.0]  # 3 pitches behind: not far back, untouched
+    cand_c = np.vstack([cath_c, stray_in_slot, stray_beyond, near_front])
+
+    def full(pc):
+        return points_from_canonical(np.asarray(pc, float), o, shape)
+
+    cath = np.column_stack([full(cand_c), np.linspace(0.9, 0.7, len(cand_c))])
+    kept = drop_stray_back_cathodes(np.column_stack([full(anode_c), np.ones(12)]), cath, plan)
+    kept_c = points_to_canonical(kept[:, :2], o, shape)
+    assert len(kept) == 12  # 11 slots + the near-front one
+    assert np.any(np.all(np.isclose(kept_c, pulled), axis=1))
+    assert np.any(np.all(np.isclose(kept_c, near_front), axis=1))
+    for stray in (stray_in_slot, stray_beyond):
+        assert not np.any(np.all(np.isclose(kept_c, stray), axis=1))
+    assert kept.shape[1] == 3  # scores travel with the points

@@ -129,3 +129,31 @@ def test_shipped_model_detects_sim_tips():
     claimed = card["metrics"]["test"]["at_threshold"][card["decode"]["decoder"]]["median_px"]
     assert np.median(errs) <= 1.5 * claimed, (np.median(errs), claimed)
     assert miss / n_gt <= 0.02 and false / n_gt <= 0.02
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no trained model at {SHIPPED}")
+def test_shipped_model_measures_a_pulled_back_cathode():
+    """`overhang_long` cells (a cathode pulled back ~22 pitches behind its anodes) of the held-out
+    test seed: with tiles reaching `[engine] back_pitches` = 40 behind the front, the pipeline finds
+    that cathode and rejects the cell for OVERHANG_MAX with every cathode counted. (With ROI-sized
+    tiles, back_pitches = 0, the step-8000 model missed all three: COUNT_MISMATCH.)"""
+    pytest.importorskip("onnxruntime")
+    from inspectd.config import Config
+    from inspectd.frames import Frame, Sidecar
+    from inspectd.pipeline.stages import Inspector
+    from inspectd.sim import SimOptions, render_frame
+    from inspectd.vision.hrnet_detector import load_detector
+
+    cfg = Config()
+    cfg = cfg.model_copy(update={"engine": EngineConfig(model=SHIPPED, back_pitches=40.0)})
+    ins = Inspector(cfg, load_detector(cfg.engine))
+    found = 0
+    for i in (5, 9, 13):
+        sim = render_frame(7000, i, SimOptions(size=1000, bit_depth=12))
+        assert sim.defects == ["overhang_long"]
+        meta = Sidecar(mm_per_px=sim.mm_per_px, bit_depth=12)
+        v = ins.inspect(Frame(f"f{i}", sim.image, meta), seq=i).verdict
+        assert v.result.value == "NG"
+        codes = {r.code.value for r in v.reasons}
+        found += "OVERHANG_MAX" in codes and len(v.cathode_tips) == len(sim.cathode_tips)
+    assert found == 3, found

@@ -81,6 +81,9 @@ class InputSpec:
     min_tile_w: int = 128
     right_margin: int = 32  # inference, wide ROI: the tip front lands this many input px left of the tile's edge
     left_extra: int = 32  # inference, narrow ROI: input px added on the cathode side of the ROI
+    # inference: every tile reaches at least this many same-class pitches behind the anode front
+    # (the ROI's far edge when no front is measured), so a cathode pulled back beyond the ROI is still seen
+    back_pitches: float = 40.0
     max_tile_h: int = 768  # inference: one tile up to this height, else overlapping tiles
     min_tile_h: int = 64
     overlap: int = 48  # input px shared by neighbouring inference tiles (6 pitches)
@@ -350,14 +353,20 @@ def plan_tiles(
     s = spec.pitch_in / float(pitch)
     W = s * (bx1 - bx0)
     W += spec.left_extra
+    back = spec.back_pitches * spec.pitch_in  # input px the tile must reach behind the front
+    wide_w = max(spec.max_tile_w, _ceil_to(back + spec.right_margin, spec.align))
     if W <= spec.max_tile_w or (front is None and centre_x is None):
-        tw = min(spec.max_tile_w, max(spec.min_tile_w, _ceil_to(W, spec.align)))
-        xm = 0.5 * (bx0 - spec.left_extra / s + bx1 - 1)
+        left = bx0 - spec.left_extra / s
+        if back > 0:  # the ROI's far edge stands in for the front
+            left = min(left, bx1 - back / s)
+        Wn = s * (bx1 - left)
+        tw = min(wide_w, max(spec.min_tile_w, _ceil_to(Wn, spec.align)))
+        xm = 0.5 * (left + bx1 - 1)
     elif front is None:
         tw = spec.max_tile_w
         xm = float(centre_x)
     else:
-        tw = spec.max_tile_w
+        tw = wide_w
         # input u of canonical x: s * (x - xm) + (tw - 1) / 2; put u(front) = tw - right_margin
         xm = front - (tw - spec.right_margin - (tw - 1) / 2.0) / s
     ym = 0.5 * (by0 + by1 - 1)

@@ -15,8 +15,9 @@ import numpy as np
 
 from inspectd.model.codec import HeatmapCodec
 from inspectd.model.crop import CropPlan, InputSpec, make_batch
+from inspectd.vision.orientation import points_to_canonical
 
-__all__ = ["FrameTips", "detect_tips", "merge_tiles"]
+__all__ = ["FrameTips", "detect_tips", "drop_stray_back_cathodes", "merge_tiles"]
 
 InferFn = Callable[[np.ndarray], np.ndarray]
 
@@ -73,4 +74,38 @@ def detect_tips(
     hm = np.asarray(infer(batch), np.float32)
     thr = codec.threshold if threshold is None else threshold
     a, c = merge_tiles(hm, plan, codec, thr, method or codec.decoder)
+    if spec.back_pitches > 0:
+        c = drop_stray_back_cathodes(a, c, plan)
     return FrameTips(a, c, plan, hm if keep_heatmaps else None)
+
+
+def drop_stray_back_cathodes(anode: np.ndarray, cathode: np.ndarray, plan: CropPlan, behind: float = 6.0) -> np.ndarray:
+    """Drop cathode peaks far behind the cathode front unless they fill an empty slot between two anodes.
+
+    Tiles reaching far behind the front (``back_pitches``) let the model see a
+    cathode pulled back by more than the recipe's overhang, but they also show
+    it the layers' bodies and the stack's ends, where it fires now and then
+    (measured on 80 healthy simulator frames: 6 stray cathodes 15-25 pitches
+    behind the front). A real pulled-back cathode lies between two adjacent
+    anodes and is the only cathode there. So a cathode more than `behind`
+    same-class pitches behind the median cathode is kept only if it lies
+    between two anodes (along the stack) and no other cathode does.
+    """
+    if len(cathode) < 3 or len(anode) < 2:
+        return cathode
+    cc = points_to_canonical(cathode[:, :2], plan.orientation, plan.frame_shape)
+    back = cc[:, 0] < np.median(cc[:, 0]) - behind * plan.pitch
+    if not back.any():
+        return cathode
+    ay = np.sort(points_to_canonical(anode[:, :2], plan.orientation, plan.frame_shape)[:, 1])
+    front_y = cc[~back, 1]
+    keep = np.ones(len(cathode), bool)
+    for i in np.flatnonzero(back):
+        y = cc[i, 1]
+        j = int(np.searchsorted(ay, y))
+        if j == 0 or j == len(ay):  # beyond the stack's end anodes
+            keep[i] = False
+            continue
+        lo, hi = ay[j - 1], ay[j]
+        keep[i] = not np.any((front_y > lo) & (front_y < hi))
+    return cathode[keep]

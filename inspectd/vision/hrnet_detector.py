@@ -8,6 +8,7 @@ e.g. "hrnet_w12s-1a2b3c4d", and lands in every verdict's `model` field.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +25,25 @@ class HrnetDetector:
     card: a `ModelCard`, or a path to the card JSON (or to the .onnx beside it).
     threshold / decoder: override the card's calibrated threshold / sub-pixel
     decoder ("dark" | "quarter" | "argmax").
+    back_pitches: override how far behind the front the tiles reach (`[engine] back_pitches`).
     """
 
-    def __init__(self, engine, card, *, threshold: float | None = None, decoder: str | None = None):
+    def __init__(
+        self,
+        engine,
+        card,
+        *,
+        threshold: float | None = None,
+        decoder: str | None = None,
+        back_pitches: float | None = None,
+    ):
         from inspectd.model.card import ModelCard, load_card
 
         self.engine = engine
         self.card = card if isinstance(card, ModelCard) else load_card(card)
         self.spec = self.card.input_spec()
+        if back_pitches is not None:
+            self.spec = dataclasses.replace(self.spec, back_pitches=float(back_pitches))
         self.codec = self.card.codec()
         self.threshold = float(threshold if threshold is not None else self.codec.threshold)
         self.decoder = decoder or self.codec.decoder
@@ -81,4 +93,4 @@ def load_detector(engine_cfg, *, warmup: bool = True) -> HrnetDetector:
             card.decode["threshold"] = ck["val"]["threshold"]
     else:
         raise DetectionUnavailable(f"no model card beside {Path(engine_cfg.model)} (expected {cp})")
-    return HrnetDetector(eng, card)
+    return HrnetDetector(eng, card, back_pitches=engine_cfg.back_pitches)
