@@ -78,6 +78,30 @@ def test_checkpoint_resume_is_exact(sim_dump, tmp_path):
     assert "resumed from" in log
 
 
+def test_init_fine_tunes_from_a_checkpoint(sim_dump, tmp_path):
+    """--init starts from another run's weights (here with wider tiles), with a fresh schedule."""
+    from inspectd.model.train import load_checkpoint, train
+
+    train(sim_dump, tmp_path / "base", steps=3, **TINY)
+    base, _ = load_checkpoint(tmp_path / "base" / "last.pt")
+    # lr ~ 0: after one step the weights are still the base run's, so they were loaded
+    # (parameters only: batch-norm running statistics move with every forward pass)
+    res = train(sim_dump, tmp_path / "ft", steps=1, init=str(tmp_path / "base" / "last.pt"), lr=1e-12,
+                **{**TINY, "tile_w": 128})
+    assert res["step"] == 1
+    ft, ck = load_checkpoint(tmp_path / "ft" / "last.pt")
+    for (k, a), b in zip(base.named_parameters(), ft.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    assert ck["options"]["init"].endswith("last.pt") and ck["input_spec"]["tile_w"] == 128
+    assert "initialised from" in (tmp_path / "ft" / "train.log").read_text()
+    fresh = train(sim_dump, tmp_path / "fresh", steps=1, lr=1e-12, **TINY)  # no init: other weights
+    assert fresh["step"] == 1
+    other, _ = load_checkpoint(tmp_path / "fresh" / "last.pt")
+    assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(other.parameters(), base.parameters()))
+    with pytest.raises(ValueError, match="differs"):  # another architecture cannot be initialised from it
+        train(sim_dump, tmp_path / "bad", steps=1, init=str(tmp_path / "base" / "last.pt"), **{**TINY, "head_stride": 4})
+
+
 def test_export_matches_torch(sim_dump, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

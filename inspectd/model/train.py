@@ -55,6 +55,9 @@ class TrainOptions:
     head_channels: int = 16
     head_blocks: int = 1
     stem_skip: bool = False
+    # fine-tuning: start from this checkpoint's weights (same architecture); the optimiser and the
+    # learning-rate schedule start afresh, the input spec / augmentation may differ (e.g. wider tiles)
+    init: str | None = None
     # input / targets
     pitch_in: float = 8.0
     tile_w: int = 192
@@ -382,6 +385,12 @@ def train(data_dir, out_dir, **opts) -> dict:
         history = list(ck.get("history", []))
         best_score = float(ck.get("best_score", math.inf))
         log(f"resumed from {last} at step {step}")
+    elif o.init:
+        src = torch.load(o.init, map_location="cpu", weights_only=False)
+        if src.get("model_config") != model.cfg.to_dict():
+            raise ValueError(f"--init {o.init}: its model {src.get('model_config')} differs from {model.cfg.to_dict()}")
+        model.load_state_dict(src["model"])
+        log(f"initialised from {o.init} (its step {src.get('step')})")
     log(f"model {model.cfg.name} {count_params(model)} params, stride {model.stride}")
 
     def state(kind: str) -> dict:
