@@ -271,18 +271,43 @@ def test_with_real_corner_detector_contract_and_radius():
         assert np.all(np.linalg.norm(res.points - pred, axis=1) <= cfg.delta_px + 1e-9)
 
 
-@pytest.mark.skipif(_real_detect_corners() is None, reason="inspectd.vision.corners not written yet")
-@pytest.mark.xfail(
-    strict=False,
-    reason="improves only if detect_corners places corners on line ends to ~1 px (raw FAST keypoints sit "
-    "2-3 px inside); informative, not a gate on this module",
-)
-def test_with_real_corner_detector_reduces_error():
-    detect = _real_detect_corners()
+def _product_corner_pass(subpix_win: int):
+    """The pipeline's correction corners (`stages.roi_corners`: in-ROI OFAST, NMS + angle priority,
+    sub-pixel refinement) on a whole comb image as the ROI, tips facing right."""
+    from inspectd.config import Config
+    from inspectd.pipeline.stages import roi_corners
+    from inspectd.vision.orientation import Orientation
+    from inspectd.vision.roi import Roi
+
+    cfg = Config()
+    cfg = cfg.model_copy(update={"correction": cfg.correction.model_copy(update={"n": 512, "subpix_win": subpix_win})})
+    return lambda img8: roi_corners(img8, Roi(0, 0, img8.shape[1], img8.shape[0], Orientation.RIGHT), cfg)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 1.5])
+def test_pipeline_corner_pass_correction_reduces_error(sigma):
+    """Labels perturbed by noise, corrected with the pipeline's own corner pass: the mean error drops
+    (measured 1.21 -> 0.95 px at σ 1, 1.81 -> 1.55 px at σ 1.5; with raw FAST pixels, subpix_win 0,
+    it rises to 1.84 / 2.30 px) and no point moves beyond δ."""
     cfg = CorrectionConfig(enabled=True)
     before, after = [], []
-    for img, gt, pred, na, corners in synthetic_set(n_images=6, seed=6, corner_fn=detect):
+    for img, gt, pred, na, corners in synthetic_set(seed=6, sigma=sigma, corner_fn=_product_corner_pass(3)):
         res = correct(pred, corners, img, cfg)
         before.append(np.linalg.norm(pred - gt, axis=1))
         after.append(np.linalg.norm(res.points - gt, axis=1))
-    assert np.concatenate(after).mean() < np.concatenate(before).mean()
+        assert np.all(np.linalg.norm(res.points - pred, axis=1) <= cfg.delta_px + 1e-9)
+    b, a = np.concatenate(before), np.concatenate(after)
+    assert a.mean() < 0.9 * b.mean(), (b.mean(), a.mean())
+
+
+def test_subpix_refinement_moves_fast_pixels_onto_line_ends():
+    """Why the refinement is on: raw FAST pixels sit inside the line ends, refined ones on them
+    (median distance from a tip to its nearest corner: 2.80 px raw, 0.65 px refined)."""
+    def nearest(corner_fn):
+        d = []
+        for img, gt, pred, na, corners in synthetic_set(n_images=4, seed=8, corner_fn=corner_fn):
+            d.append(np.min(np.linalg.norm(gt[:, None] - corners[None, :, :2], axis=2), axis=1))
+        return np.median(np.concatenate(d))
+
+    raw, refined = nearest(_product_corner_pass(0)), nearest(_product_corner_pass(3))
+    assert refined < 0.6 * raw, (raw, refined)

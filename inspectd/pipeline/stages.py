@@ -79,11 +79,12 @@ CANDIDATES_MAX = 50_000
 def roi_corners(img8: np.ndarray, roi, cfg: Config) -> np.ndarray:
     """The correction's corners: OFAST again inside the ROI's tip band (padded), full-frame coordinates.
 
-    Detects CANDIDATE_FACTOR x N corners, then keeps the N most tip-like
-    (NMS, then angle priority: vision/corner_select.py).
+    Detects CANDIDATE_FACTOR x N corners, keeps the N most tip-like
+    (NMS, then angle priority: vision/corner_select.py), then refines them to
+    sub-pixel positions (`correction.subpix_win`, 0 = raw FAST pixels).
     """
     from inspectd.vision.corner_select import select_tip_corners
-    from inspectd.vision.corners import detect_oriented_corners
+    from inspectd.vision.corners import detect_oriented_corners, refine_subpix
 
     cc = cfg.correction
     h, w = img8.shape
@@ -96,6 +97,7 @@ def roi_corners(img8: np.ndarray, roi, cfg: Config) -> np.ndarray:
     c = select_tip_corners(
         c, angles, roi.orientation, cc.n, nms_radius=cc.nms_frac * max(h, w), max_angle_deg=cc.max_angle_deg
     )
+    c = refine_subpix(img8[y0:y1, x0:x1], c, cc.subpix_win)
     c[:, 0] += x0
     c[:, 1] += y0
     return c

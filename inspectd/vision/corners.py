@@ -46,7 +46,7 @@ import numpy as np
 
 from inspectd.config import CornerConfig
 
-__all__ = ["detect_corners", "detect_oriented_corners", "dense_cluster", "dense_clusters", "Cluster"]
+__all__ = ["detect_corners", "detect_oriented_corners", "refine_subpix", "dense_cluster", "dense_clusters", "Cluster"]
 
 # ORB's border and orientation-patch size (px): no corner within this of the edge.
 _PATCH = 31
@@ -112,6 +112,28 @@ def detect_oriented_corners(img8: np.ndarray, cfg: CornerConfig) -> tuple[np.nda
 def detect_corners(img8: np.ndarray, cfg: CornerConfig) -> np.ndarray:
     """OFAST corners as a float32 (K, 3) ``[x, y, score]`` array; see the module docstring."""
     return detect_oriented_corners(img8, cfg)[0]
+
+
+def refine_subpix(img8: np.ndarray, corners: np.ndarray, win: int) -> np.ndarray:
+    """Corners moved to sub-pixel positions by `cv2.cornerSubPix` ((2·win+1)² window); same contract.
+
+    Raw FAST keypoints are pixel centres that sit 2-3 px inside a sharp line
+    end (the segment test fires where the radius-3 circle is mostly
+    background); the gradient-orthogonality fit pulls them onto the end. A
+    point the fit moves farther than `win` px (no corner structure there) keeps
+    its FAST position. Rows, order and scores are unchanged.
+    """
+    c = np.array(corners, np.float32, copy=True).reshape(-1, 3)
+    if win <= 0 or len(c) == 0:
+        return c
+    img8 = _check(img8)
+    pts = np.ascontiguousarray(c[:, :2].reshape(-1, 1, 2))
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 0.01)
+    cv2.cornerSubPix(img8, pts, (int(win), int(win)), (-1, -1), crit)
+    new = pts.reshape(-1, 2)
+    ok = np.all(np.isfinite(new), axis=1) & (np.hypot(*(new - c[:, :2]).T) <= win)
+    c[ok, :2] = new[ok]
+    return c
 
 
 @dataclass(frozen=True)
