@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,20 @@ def test_export_matches_torch(sim_dump, tmp_path):
     assert c2.sha256 == sha256_file(onnx_path) and c2.model_id == f"hrnet_tiny-{c2.sha256[:8]}"
     assert c2.input_spec().tile_w == 96 and c2.codec().stride == 2
     assert c2.training["step"] == 2 and c2.training["data"][0]["sim_seeds"] == [77]
+
+
+def test_frame_weights_oversample_defect_kinds(sim_dump):
+    from inspectd.model.codec import HeatmapCodec
+    from inspectd.model.crop import InputSpec
+    from inspectd.model.data import AugConfig, find_dumps, frame_weights, load_frames, make_batch_train
+
+    spec = InputSpec(tile_w=96, tile_h=128)
+    frames = load_frames(find_dumps(sim_dump), spec, AugConfig())
+    assert len(frames) == 3
+    assert frame_weights(frames, {}) is None  # no oversampling: uniform draws
+    frames[1] = dataclasses.replace(frames[1], defects=("extra_layer",))
+    frames[2] = dataclasses.replace(frames[2], defects=("folded_tip",))
+    p = frame_weights(frames, {"extra_layer": 4.0})
+    np.testing.assert_allclose(p, [1 / 6, 4 / 6, 1 / 6])
+    x, y = make_batch_train(frames, spec, HeatmapCodec(), AugConfig(), np.random.default_rng(0), 5, p)
+    assert x.shape == (5, 1, 128, 96) and y.shape == (5, 2, 64, 48)

@@ -44,7 +44,7 @@ from inspectd.model.crop import (
 from inspectd.vision.orientation import Orientation, points_to_canonical, to_canonical
 from inspectd.vision.window import window_limits
 
-__all__ = ["AugConfig", "CachedFrame", "load_frames", "find_dumps", "sample", "make_batch_train"]
+__all__ = ["AugConfig", "CachedFrame", "load_frames", "find_dumps", "sample", "make_batch_train", "frame_weights"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class CachedFrame:
     hi: float
     identity8: bool  # uint8 frame that to_8bit leaves unchanged
     shape: tuple[int, int]  # full frame (H, W)
+    defects: tuple[str, ...] = ()  # the sidecar's defect kinds (training may oversample some)
 
 
 def find_dumps(path: Path | str | list) -> list[Path]:
@@ -146,7 +147,9 @@ def cache_frame(frame, spec: InputSpec, aug: AugConfig) -> CachedFrame | None:
     raw = np.ascontiguousarray(canon[y0:y1, x0:x1])
     lo, hi, ident = _window(img)
     off = np.array([x0, y0], np.float64)
-    return CachedFrame(frame.frame_id, raw, ac - off, cc - off, float(p), lo, hi, ident, tuple(img.shape))
+    return CachedFrame(
+        frame.frame_id, raw, ac - off, cc - off, float(p), lo, hi, ident, tuple(img.shape), tuple(frame.meta.defects)
+    )
 
 
 def load_frames(
@@ -245,9 +248,28 @@ def _apply(A: np.ndarray, p: np.ndarray) -> np.ndarray:
     return p @ A[:, :2].T + A[:, 2]
 
 
+def frame_weights(frames: list[CachedFrame], oversample: dict[str, float]) -> np.ndarray | None:
+    """Sampling probabilities: a frame carrying a defect in `oversample` weighs that much (else 1).
+
+    Rare geometry (two same-class tips 0.6-0.8 pitch apart in `extra_layer` cells: ~6 % of
+    frames) is what the model gets wrong; drawing those frames more often is the cheap fix.
+    """
+    if not oversample:
+        return None
+    w = np.array([max([float(oversample.get(d, 1.0)) for d in f.defects] or [1.0]) for f in frames], np.float64)
+    return w / w.sum()
+
+
 def make_batch_train(
-    frames: list[CachedFrame], spec: InputSpec, codec: HeatmapCodec, aug: AugConfig, rng: np.random.Generator, n: int
+    frames: list[CachedFrame],
+    spec: InputSpec,
+    codec: HeatmapCodec,
+    aug: AugConfig,
+    rng: np.random.Generator,
+    n: int,
+    p: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    idx = rng.integers(0, len(frames), size=n)
+    """A training batch of `n` samples; frames drawn uniformly, or with probabilities `p` (`frame_weights`)."""
+    idx = rng.integers(0, len(frames), size=n) if p is None else rng.choice(len(frames), size=n, p=p)
     xs, ys = zip(*(sample(frames[i], spec, codec, aug, rng) for i in idx))
     return np.stack(xs), np.stack(ys)

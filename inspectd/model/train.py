@@ -36,7 +36,7 @@ import numpy as np
 
 from inspectd.model.codec import HeatmapCodec
 from inspectd.model.crop import InputSpec
-from inspectd.model.data import AugConfig, find_dumps, load_frames, make_batch_train
+from inspectd.model.data import AugConfig, find_dumps, frame_weights, load_frames, make_batch_train
 
 __all__ = ["TrainOptions", "train", "main", "load_checkpoint", "validate", "val_frames"]
 
@@ -84,6 +84,7 @@ class TrainOptions:
     stop_at: int | None = None  # stop (with a checkpoint) at this step; the schedule still spans `steps`
     progress: bool | None = None  # rich progress bar (default: when stderr is a terminal)
     aug: dict = field(default_factory=dict)  # AugConfig overrides
+    oversample: dict = field(default_factory=dict)  # defect kind -> sampling weight, e.g. {"extra_layer": 4}
 
     def spec(self) -> InputSpec:
         return InputSpec(pitch_in=self.pitch_in, tile_w=self.tile_w, tile_h=self.tile_h)
@@ -371,6 +372,10 @@ def train(data_dir, out_dir, **opts) -> dict:
         raise ValueError(f"no labelled frames under {data_dir}")
     vfr = val_frames(val, o.val_frames) if val and o.val_frames > 0 else []
     log(f"{len(frames)} training frames from {len(data)} dump(s); {len(vfr)} validation frames")
+    weights = frame_weights(frames, o.oversample)
+    if weights is not None:
+        share = {k: float(sum(w for w, f in zip(weights, frames) if k in f.defects)) for k in o.oversample}
+        log(f"oversampling {o.oversample}: share of draws {json.dumps({k: round(v, 3) for k, v in share.items()})}")
 
     model = build_model(o.variant, **o.model_overrides())
     opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
@@ -453,7 +458,7 @@ def train(data_dir, out_dir, **opts) -> dict:
     try:
         while step < o.steps and not stop["flag"]:
             rng = np.random.default_rng([o.seed, step])
-            x, y = make_batch_train(frames, spec, codec, aug, rng, o.batch)
+            x, y = make_batch_train(frames, spec, codec, aug, rng, o.batch, weights)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, o)
             pred = model(torch.from_numpy(x))
@@ -528,7 +533,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training dump (or a directory of dumps)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, train.log)")
     for f in fields(TrainOptions):
-        if f.name == "aug":
+        if f.name in ("aug", "oversample"):
             continue
         name = "--" + f.name.replace("_", "-")
         t = str(f.type)
@@ -540,6 +545,7 @@ def _parser() -> argparse.ArgumentParser:
             typ = int if t.startswith("int") else float if t.startswith("float") else str
             p.add_argument(name, type=typ, default=None)
     p.add_argument("--aug", type=json.loads, default=None, help="AugConfig overrides as JSON")
+    p.add_argument("--oversample", type=json.loads, default=None, help='defect sampling weights as JSON, e.g. {"extra_layer": 4}')
     return p
 
 
