@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -45,7 +46,7 @@ def configure_logging(level: str = "info", json: bool = True, stream: TextIO | N
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=_LineLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (tifffile, zmq.auth, onnxruntime's
@@ -56,6 +57,49 @@ def configure_logging(level: str = "info", json: bool = True, stream: TextIO | N
             root.removeHandler(h)
     root.addHandler(_ToStructlog())
     root.setLevel(max(LEVELS.get(level, logging.INFO), logging.INFO))
+
+
+class _LineLogger:
+    """Writes each log line with a single write(2) on the stream's descriptor.
+
+    The main process and every worker share one stderr. structlog's PrintLogger
+    goes through Python's text buffering, which can split a line into several
+    writes; lines of different processes then interleave and journald (or a test
+    harness) receives broken JSON: 6-15 % of lines in a 3-process stress run
+    (tests/test_observability.py). One write per line keeps lines whole: pipes
+    make writes of up to PIPE_BUF (4096 bytes) atomic, and daemon lines are
+    shorter than that.
+    """
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self._lock = threading.Lock()
+        try:
+            self._fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # StringIO and friends
+            self._fd = None
+
+    def msg(self, message: str) -> None:
+        data = (message + "\n").encode("utf-8", "replace")
+        with self._lock:
+            if self._fd is None:
+                self._stream.write(data.decode("utf-8"))
+                self._stream.flush()
+                return
+            self._stream.flush()  # anything printed the ordinary way goes first
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+
+class _LineLoggerFactory:
+    def __init__(self, stream: TextIO):
+        self._logger = _LineLogger(stream)
+
+    def __call__(self, *args: Any) -> _LineLogger:
+        return self._logger
 
 
 class _ToStructlog(logging.Handler):
