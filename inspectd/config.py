@@ -119,9 +119,13 @@ class EngineConfig(_Strict):
     # How far behind the anode front the model looks, in same-class layer pitches (model/crop.py).
     # It must cover the recipe's overhang_max_mm / the layer pitch in mm, plus margin, or a cathode
     # pulled back past the limit is missed (COUNT_MISMATCH instead of OVERHANG_MAX at its layer).
-    # 40 covers the simulator's worst case (5.1 mm at a 0.14 mm pitch); on held-out sim frames it
-    # found 18 of 19 such cathodes the ROI-sized tiles missed, for ~40 % more tile area (docs/model.md).
-    back_pitches: float = Field(40.0, ge=0, le=200, description="tiles reach this many layer pitches behind the front; 0 = ROI-sized tiles")
+    # Unset: the model card's value (40 for the shipped model: the simulator's worst case, 5.1 mm at a
+    # 0.14 mm pitch; on held-out sim frames it found 18 of 19 such cathodes the ROI-sized tiles
+    # missed, for ~40 % more tile area, docs/model.md). The card is the one place the default lives.
+    back_pitches: float | None = Field(
+        None, ge=0, le=200,
+        description="tiles reach this many layer pitches behind the front; 0 = ROI-sized tiles; unset = the model card's",
+    )  # fmt: skip
 
 
 class SourceConfig(_Strict):
