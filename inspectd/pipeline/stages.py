@@ -50,25 +50,40 @@ def preprocess(frame: Frame) -> np.ndarray:
 def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
     """Corners (paper §2.1) and the ROI around the tips; StageError(NO_STACK) if none.
 
-    A heavily blurred frame can leave too few FAST corners at the configured
-    threshold; the threshold is then halved (down to 2) before giving up, so a
-    blurred cell costs a few ms more instead of an ERROR.
+    Tries the corner passes of `corner_attempts` in turn, so a hard frame costs
+    a few ms more instead of an ERROR (a good cell thrown away).
     """
     from inspectd.vision.corners import detect_corners
     from inspectd.vision.roi import find_roi
 
-    threshold = cfg.corners.fast_threshold
-    while True:
-        ccfg = cfg.corners if threshold == cfg.corners.fast_threshold else cfg.corners.model_copy(
-            update={"fast_threshold": threshold}
-        )
+    corners = np.zeros((0, 3), np.float32)
+    for ccfg in corner_attempts(cfg.corners, img8.shape):
         corners = detect_corners(img8, ccfg)
         roi = find_roi(img8, corners, cfg.roi)
         if roi is not None:
             return corners, roi
-        if threshold <= 2:
-            raise StageError(ReasonCode.NO_STACK, f"no electrode stack found ({len(corners)} corners)")
-        threshold = max(2, threshold // 2)
+    raise StageError(ReasonCode.NO_STACK, f"no electrode stack found ({len(corners)} corners)")
+
+
+def corner_attempts(cc, shape: tuple[int, ...]) -> list:
+    """The configured corner pass, then the fallbacks `locate` tries when it finds no stack.
+
+    1. Lower FAST thresholds (halved down to 2): a heavily blurred stack leaves
+       too few corners at the configured one.
+    2. The configured threshold on a half-size work image: on a noisy frame
+       with a small stack the N strongest corners are detector grain all over
+       the background (sim-7001-00019, 2048² 12-bit: all three thresholds
+       failed); 2x2 averaging removes the grain, the stack's edges stay.
+    """
+    out = [cc]
+    t = cc.fast_threshold
+    while t > 2:
+        t = max(2, t // 2)
+        out.append(cc.model_copy(update={"fast_threshold": t}))
+    half = max(shape[:2]) // 2
+    if half >= 256 and (cc.work_size == 0 or cc.work_size > half):
+        out.append(cc.model_copy(update={"work_size": half}))
+    return out
 
 
 ROI_CORNER_PAD = 32  # px around the ROI, so ORB's border exclusion does not eat tips near its edge
