@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from inspectd.model.hrnet import VARIANTS, build_model, count_params  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = dict(variant="tiny", tile_w=96, tile_h=128, batch=2, threads=1, val_frames=0, warmup=1, log_every=1)
 
 
@@ -137,3 +140,31 @@ def test_frame_weights_oversample_defect_kinds(sim_dump):
     np.testing.assert_allclose(p, [1 / 6, 4 / 6, 1 / 6])
     x, y = make_batch_train(frames, spec, HeatmapCodec(), AugConfig(), np.random.default_rng(0), 5, p)
     assert x.shape == (5, 1, 128, 96) and y.shape == (5, 2, 64, 48)
+
+
+def test_int8_variant_of_the_shipped_model_keeps_finding_tips(sim_dump, tmp_path):
+    """`python -m inspectd.model.quantize`: an int8 model and card the detector loads, compared with fp32.
+
+    Calibrated and measured on the same 3 small frames: this checks the tool and that
+    quantisation keeps the model working, not the held-out figures (docs/model.md)."""
+    pytest.importorskip("onnxruntime.quantization")
+    from inspectd.config import EngineConfig
+    from inspectd.model.card import load_card, sha256_file
+    from inspectd.model.quantize import main
+    from inspectd.vision.hrnet_detector import load_detector
+
+    src = REPO / "engines" / "hrnet_tips.onnx"
+    out = tmp_path / "tips-int8.onnx"
+    rc = main([str(src), str(out), "--calib", str(sim_dump), "--test", str(sim_dump), "--calib-tiles", "4",
+               "--test-frames", "3", "--rounds", "1", "--json", str(tmp_path / "cmp.json")])  # fmt: skip
+    assert rc == 0
+    res = json.loads((tmp_path / "cmp.json").read_text())
+    fp, q = res["models"]["fp32"], res["models"]["int8"]
+    assert q["size_bytes"] < 0.5 * fp["size_bytes"]  # int8 weights
+    assert q["n_tips"] == fp["n_tips"] > 20
+    assert q["miss_rate"] <= fp["miss_rate"] + 0.05 and q["median_px"] < 1.0, q
+    card = load_card(out)
+    assert card.sha256 == sha256_file(out) and card.model_id != load_card(src).model_id
+    assert card.metrics["int8_vs_fp32"]["models"]["int8"]["median_px"] == q["median_px"]
+    det = load_detector(EngineConfig(model=out), warmup=False)
+    assert det.name == card.model_id
