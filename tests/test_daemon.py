@@ -79,6 +79,7 @@ class Daemon:
         self.events: list[dict] = []
         self.raw: list[str] = []
         self.lines: list[str] = []
+        self.broken = 0
         self._cond = threading.Condition()
         self._eof = 0
         threading.Thread(target=self._pump, args=(self.proc.stderr, True), daemon=True).start()
@@ -92,7 +93,7 @@ class Daemon:
                     try:
                         self.events.append(json.loads(line))
                     except ValueError:
-                        pass
+                        self.broken += 1  # a log line that is not JSON: said in every failure message
                 else:
                     self.lines.append(line.strip())
                 self._cond.notify_all()
@@ -112,7 +113,9 @@ class Daemon:
                     i += 1
                 left = end - time.monotonic()
                 if left <= 0 or self._eof == 2:
-                    raise AssertionError(f"no {what} within {timeout} s; log tail:\n{self.log_tail()}")
+                    raise AssertionError(
+                        f"no {what} within {timeout} s ({self.broken} non-JSON log lines); log tail:\n{self.log_tail()}"
+                    )
                 self._cond.wait(min(left, 0.5))
 
     def event(self, name: str, timeout: float = 30.0, **fields):
@@ -264,7 +267,7 @@ def first_run(dump, tmp_path_factory):
         out["worker_pids"] = [e["pid"] for e in d.all("worker_ready")]
         d.proc.send_signal(signal.SIGTERM)
         out["rc"] = d.wait(30)
-        out["events"] = d.events
+        out["events"], out["broken"] = d.events, d.broken
         time.sleep(0.3)
         out["notify"] = list(msgs)
         sub.close()
@@ -328,6 +331,7 @@ def test_ng_frames_are_archived_with_overlays(first_run):
 
 
 def test_every_verdict_logs_a_line_and_counts_in_metrics(first_run):
+    assert first_run["broken"] == 0  # main and workers share stderr: every line whole JSON
     lines = [e for e in first_run["events"] if e.get("event") == "verdict"]
     assert [(e["frame_id"], e["seq"]) for e in lines] == [(v["frame_id"], v["seq"]) for v in first_run["verdicts"]]
     assert all({"result", "reasons", "latency_ms", "level", "timestamp"} <= set(e) for e in lines)
