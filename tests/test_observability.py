@@ -52,14 +52,28 @@ def test_lines_of_concurrent_processes_do_not_interleave(tmp_path, unbuffered):
         assert sorted(p["i"] for p in parsed if p["proc"] == f"w{k}") == list(range(N))
 
 
-def test_logging_to_a_stream_without_descriptor():
+@pytest.fixture
+def restore_logging():
+    """configure_logging sets process-wide state (structlog config, a root handler): put it back,
+    or later tests that wrap their own capturing logger inherit its INFO filter."""
+    import logging
+
+    import structlog
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_logging_to_a_stream_without_descriptor(restore_logging):
     from inspectd.observability import configure_logging, get_logger
 
     buf = io.StringIO()
     configure_logging(stream=buf)
-    try:
-        get_logger(proc="t").info("hello", n=1)
-    finally:
-        configure_logging()
+    get_logger(proc="t").info("hello", n=1)
     rec = json.loads(buf.getvalue())
     assert rec["event"] == "hello" and rec["n"] == 1 and rec["proc"] == "t"
