@@ -46,7 +46,7 @@ def configure_logging(level: str = "info", json: bool = True, stream: TextIO | N
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
-        logger_factory=_LineLoggerFactory(stream or sys.stderr),
+        logger_factory=_LineLoggerFactory(stream or sys.stderr or sys.stdout),
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the standard library (tifffile, zmq.auth, onnxruntime's
@@ -67,8 +67,11 @@ class _LineLogger:
     writes; lines of different processes then interleave and journald (or a test
     harness) receives broken JSON: 6-15 % of lines in a 3-process stress run
     (tests/test_observability.py). One write per line keeps lines whole: pipes
-    make writes of up to PIPE_BUF (4096 bytes) atomic, and daemon lines are
-    shorter than that.
+    make writes of up to PIPE_BUF (4096 bytes) atomic and daemon lines are
+    normally ~500 bytes; a line carrying a traceback can be longer, and then
+    is only as whole as the kernel makes one large write (journald's stream
+    socket usually takes it in one piece). Streams without a descriptor
+    (StringIO) are written through their own write() under the same lock.
     """
 
     def __init__(self, stream: TextIO):

@@ -259,31 +259,3 @@ def test_stray_back_cathodes_are_dropped_a_pulled_back_one_is_kept(o):
     for stray in (stray_in_slot, stray_beyond):
         assert not np.any(np.all(np.isclose(kept_c, stray), axis=1))
     assert kept.shape[1] == 3  # scores travel with the points
-
-
-@pytest.mark.parametrize("o", list(Orientation))
-def test_a_spurious_end_anode_is_dropped_a_closed_up_pair_is_kept(o):
-    """An anode one full pitch beyond the end anode with no cathode between goes; one closer stays."""
-    from inspectd.model.crop import CropPlan
-    from inspectd.model.infer import drop_stray_end_anodes
-    from inspectd.vision.orientation import points_from_canonical
-
-    shape = (800, 900)
-    pitch = 10.0  # same-class
-    plan = CropPlan(o, shape, pitch, "given", 0.8)
-    ys = 200.0 + pitch * np.arange(10)
-    cath_c = np.column_stack([np.full(9, 560.0), ys[:-1] + pitch / 2])
-
-    def run(extra_y: list[float], cath=cath_c):
-        a_c = np.column_stack([np.full(10 + len(extra_y), 600.0), np.concatenate([ys, extra_y])])
-        a = np.column_stack([points_from_canonical(a_c, o, shape), np.ones(len(a_c))])
-        c = np.column_stack([points_from_canonical(cath, o, shape), np.ones(len(cath))])
-        kept = points_to_canonical(drop_stray_end_anodes(a, c, plan)[:, :2], o, shape)
-        return sorted(kept[:, 1].round(3).tolist())
-
-    assert run([]) == ys.tolist()  # a healthy stack is untouched
-    assert run([ys[0] - pitch, ys[-1] + 0.95 * pitch]) == ys.tolist()  # both ends: spurious
-    closed_up = ys[0] - 0.6 * pitch  # a cathode missing at the end: its anodes close up
-    assert run([closed_up]) == sorted([closed_up, *ys.tolist()])
-    beyond = np.vstack([cath_c, [560.0, ys[0] - 1.5 * pitch]])  # a cathode beyond it: not the stack's end
-    assert run([ys[0] - pitch], beyond) == sorted([ys[0] - pitch, *ys.tolist()])

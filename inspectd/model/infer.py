@@ -76,7 +76,6 @@ def detect_tips(
     a, c = merge_tiles(hm, plan, codec, thr, method or codec.decoder)
     if spec.back_pitches > 0:
         c = drop_stray_back_cathodes(a, c, plan)
-    a = drop_stray_end_anodes(a, c, plan)
     return FrameTips(a, c, plan, hm if keep_heatmaps else None)
 
 
@@ -110,30 +109,3 @@ def drop_stray_back_cathodes(anode: np.ndarray, cathode: np.ndarray, plan: CropP
         lo, hi = ay[j - 1], ay[j]
         keep[i] = not np.any((front_y > lo) & (front_y < hi))
     return cathode[keep]
-
-
-def drop_stray_end_anodes(anode: np.ndarray, cathode: np.ndarray, plan: CropPlan, min_gap: float = 0.85) -> np.ndarray:
-    """Drop an outermost anode with no cathode between it and the next anode, a full pitch away.
-
-    The film and separator band along the stack's outer layer sometimes looks
-    like one more anode to the model: a peak one same-class pitch beyond the
-    end anode, with no cathode between (held-out simulator cells
-    sim-7000-00084 and -00262, both good cells rejected for COUNT_MISMATCH).
-    A cathode really missing at the end leaves its two anodes closer than
-    that (they close up; the simulator draws 0.5-0.8 pitch), so such a pair
-    is kept and counted. Dropping a spurious end anode cannot hide an
-    overhang: every cathode keeps its two neighbouring anodes.
-    """
-    if len(anode) < 3 or len(cathode) < 2:
-        return anode
-    ay = points_to_canonical(anode[:, :2], plan.orientation, plan.frame_shape)[:, 1]
-    cy = points_to_canonical(cathode[:, :2], plan.orientation, plan.frame_shape)[:, 1]
-    order = np.argsort(ay, kind="stable")
-    keep = np.ones(len(anode), bool)
-    for out, nxt in ((order[0], order[1]), (order[-1], order[-2])):
-        lo, hi = sorted((ay[out], ay[nxt]))
-        no_cathode_beyond = not np.any(cy < ay[out]) if out == order[0] else not np.any(cy > ay[out])
-        if no_cathode_beyond and not np.any((cy > lo) & (cy < hi)) and hi - lo >= min_gap * plan.pitch:
-            keep[out] = False
-    return anode[keep]
-

@@ -115,8 +115,10 @@ def compare(models: dict[str, Path], frames, spec, codec, *, threads: int = 2, r
             "path": str(models[k]),
             "size_bytes": Path(models[k]).stat().st_size,
             **timing[k],
-            **{m: round(float(a[m]), 4) for m in ("median_px", "p95_px", "p99_px", "miss_rate", "false_rate")},
-            "n_tips": int(a["n_gt"]),
+            # None where a model matched no tip at all (a broken variant: report it, do not crash)
+            **{m: None if a[m] is None else round(float(a[m]), 4)
+               for m in ("median_px", "p95_px", "p99_px", "miss_rate", "false_rate")},  # fmt: skip
+            "n_labelled": int(a["n_gt"]),
         }
     base = next(iter(res["models"]))
     for k, m in res["models"].items():
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     card = load_card(a.model)
     spec, codec = card.input_spec(), card.codec()
-    calib = val_frames(find_dumps(a.calib), a.calib_tiles)
+    calib = val_frames(find_dumps(a.calib), max(1, a.calib_tiles // 2))  # 1-4 tiles per frame
     keep = head_nodes(a.model) if a.keep_head else []
     out = quantize_int8(a.model, a.out, calibration_tiles(calib, spec, a.calib_tiles), keep)
     test = val_frames(find_dumps(a.test), a.test_frames)
