@@ -83,14 +83,14 @@ class _LineLogger:
             self._fd = None
 
     def msg(self, message: str) -> None:
-        data = (message + "\n").encode("utf-8", "replace")
+        line = message + "\n"
         with self._lock:
             if self._fd is None:
-                self._stream.write(data.decode("utf-8"))
+                self._stream.write(line)
                 self._stream.flush()
                 return
             self._stream.flush()  # anything printed the ordinary way goes first
-            view = memoryview(data)
+            view = memoryview(line.encode("utf-8", "replace"))
             while view:
                 view = view[os.write(self._fd, view) :]
 

@@ -146,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
     card = load_card(a.model)
     spec, codec = card.input_spec(), card.codec()
-    calib = val_frames(find_dumps(a.calib), max(1, a.calib_tiles // 2))  # 1-4 tiles per frame
+    calib_dumps, test_dumps = find_dumps(a.calib), find_dumps(a.test)
+    calib = val_frames(calib_dumps, max(1, a.calib_tiles // 2))  # 1-4 tiles per frame
     keep = head_nodes(a.model) if a.keep_head else []
     out = quantize_int8(a.model, a.out, calibration_tiles(calib, spec, a.calib_tiles), keep)
-    test = val_frames(find_dumps(a.test), a.test_frames)
+    test = val_frames(test_dumps, a.test_frames)
     res = compare({"fp32": Path(a.model), "int8": out}, test, spec, codec, threads=a.threads, rounds=a.rounds)
-    res.update(source=card.model_id, keep_fp32=keep, calib_dumps=[str(d) for d in find_dumps(a.calib)],
-               test_dumps=[str(d) for d in find_dumps(a.test)],
+    res.update(source=card.model_id, keep_fp32=keep, calib_dumps=[str(d) for d in calib_dumps],
+               test_dumps=[str(d) for d in test_dumps],
                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))  # fmt: skip
     q = card.model_copy(deep=True)
     q.onnx, q.sha256 = out.name, sha256_file(out)

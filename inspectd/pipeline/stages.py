@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inspectd.config import Config
+from inspectd.config import Config, CornerConfig
 from inspectd.frames import Frame, FrameReadError
 from inspectd.verdict import Reason, ReasonCode, Result, Verdict
 from inspectd.vision.tips import DetectionUnavailable, TipDetector, Tips
@@ -65,7 +65,7 @@ def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
     raise StageError(ReasonCode.NO_STACK, f"no electrode stack found ({len(corners)} corners)")
 
 
-def corner_attempts(cc, shape: tuple[int, ...]) -> list:
+def corner_attempts(cc: CornerConfig, shape: tuple[int, ...]) -> list[CornerConfig]:
     """The configured corner pass, then the fallbacks `locate` tries when it finds no stack.
 
     1. Lower FAST thresholds (halved down to 2): a heavily blurred stack leaves
