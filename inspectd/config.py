@@ -99,15 +99,22 @@ class CorrectionConfig(_Strict):
     # 2048 gives a corner to 96-100 % of simulated tips (docs/vision.md).
     n: int = Field(2048, ge=16, le=8192, description="N of the in-ROI corner pass")
     fast_threshold: int = Field(4, ge=1, le=255, description="FAST threshold of the in-ROI corner pass")
-    # Before the top-N cut (vision/corner_select.py): non-maximum suppression,
-    # then corners whose OFAST angle is near the layer axis first, so the budget
-    # goes to tips, not to clusters on strong clutter (docs/vision.md).
-    max_angle_deg: float = Field(45.0, gt=0, le=180, description="on-axis corners (within this) first; 180 = off")
-    nms_frac: float = Field(0.003, ge=0, le=0.05, description="NMS radius as a fraction of max(H, W); 0 = off")
-    # cv2.cornerSubPix on the selected corners: on sharp line ends it moves FAST pixels onto the end
-    # (synthetic comb, labels with σ 1 px noise: mean error 1.21 -> 1.84 px after correction without
-    # it, -> 0.95 px with it); on the blurred sim/real tips it changes little (docs/vision.md).
-    subpix_win: int = Field(3, ge=0, le=10, description="half-window (px) of the sub-pixel corner refinement; 0 = off")
+    # Before the top-N cut (vision/corner_select.py): candidates ranked by line-end contrast (bright
+    # ahead, dark behind along the layer axis, vision/line_end.py), non-maximum suppression, then
+    # optionally corners whose OFAST angle is near the layer axis first. Harris order spends the budget
+    # on grain in blurred bands; at N = 512 end-contrast order raised the share of tips with a corner
+    # within δ from 0.94 to 0.97 (sim 1000²), 0.96 to 0.99 (sim 2048²) and 0.988 to 0.994 (real), and
+    # made the angle priority a loss (docs/vision.md).
+    rank: Literal["end_contrast", "harris"] = Field("end_contrast", description="order of the candidates before NMS and the top-N cut")
+    max_angle_deg: float = Field(180.0, gt=0, le=180, description="on-axis corners (within this) first; 180 = off")
+    nms_frac: float = Field(0.004, ge=0, le=0.05, description="NMS radius as a fraction of max(H, W); 0 = off")
+    # Refinement of the selected corners. snap_to_line_end moves each onto the end of the line it sits
+    # on (vision/line_end.py): FAST pixels sit 2-5 px behind blurred tips; snapped, 0.988 of sim 1000²
+    # tips have a corner within δ at N = 512 (0.97 unsnapped). cv2.cornerSubPix (subpix_win) pulls
+    # FAST pixels onto *sharp* line ends (the synthetic comb) but not onto blurred ones.
+    snap_to_line_end: bool = Field(True, description="move the selected corners onto the line end along the layer axis")
+    snap_frac: float = Field(0.35, gt=0, lt=1, description="the line end: where its darkness falls to this fraction of its contrast")
+    subpix_win: int = Field(0, ge=0, le=10, description="half-window (px) of cv2.cornerSubPix before the snap; 0 = off")
 
 
 class EngineConfig(_Strict):

@@ -271,27 +271,34 @@ def test_with_real_corner_detector_contract_and_radius():
         assert np.all(np.linalg.norm(res.points - pred, axis=1) <= cfg.delta_px + 1e-9)
 
 
-def _product_corner_pass(subpix_win: int):
-    """The pipeline's correction corners (`stages.roi_corners`: in-ROI OFAST, NMS + angle priority,
-    sub-pixel refinement) on a whole comb image as the ROI, tips facing right."""
+def _product_corner_pass(**correction):
+    """The pipeline's correction corners (`stages.roi_corners`: in-ROI OFAST, end-contrast ranking, NMS,
+    the snap onto line ends) on a comb pasted into a 1000² frame (the pass scales its radii with the
+    frame's size), the comb as the ROI, tips facing right."""
     from inspectd.config import Config
     from inspectd.pipeline.stages import roi_corners
     from inspectd.vision.orientation import Orientation
     from inspectd.vision.roi import Roi
 
     cfg = Config()
-    cfg = cfg.model_copy(update={"correction": cfg.correction.model_copy(update={"n": 512, "subpix_win": subpix_win})})
-    return lambda img8: roi_corners(img8, Roi(0, 0, img8.shape[1], img8.shape[0], Orientation.RIGHT), cfg)
+    cfg = cfg.model_copy(update={"correction": cfg.correction.model_copy(update={"n": 512, **correction})})
+
+    def corners(img8):
+        h, w = img8.shape
+        frame = cv2.copyMakeBorder(img8, 0, 1000 - h, 0, 1000 - w, cv2.BORDER_REPLICATE)
+        return roi_corners(frame, Roi(0, 0, w, h, Orientation.RIGHT), cfg)
+
+    return corners
 
 
 @pytest.mark.parametrize("sigma", [1.0, 1.5])
 def test_pipeline_corner_pass_correction_reduces_error(sigma):
     """Labels perturbed by noise, corrected with the pipeline's own corner pass: the mean error drops
-    (measured 1.21 -> 0.95 px at σ 1, 1.81 -> 1.55 px at σ 1.5; with raw FAST pixels, subpix_win 0,
-    it rises to 1.84 / 2.30 px) and no point moves beyond δ."""
+    (measured 1.21 -> 1.00 px at σ 1, 1.81 -> 1.44 px at σ 1.5; with raw FAST pixels, no snap,
+    it rises to 1.79 / 2.16 px) and no point moves beyond δ."""
     cfg = CorrectionConfig(enabled=True)
     before, after = [], []
-    for img, gt, pred, na, corners in synthetic_set(seed=6, sigma=sigma, corner_fn=_product_corner_pass(3)):
+    for img, gt, pred, na, corners in synthetic_set(seed=6, sigma=sigma, corner_fn=_product_corner_pass()):
         res = correct(pred, corners, img, cfg)
         before.append(np.linalg.norm(pred - gt, axis=1))
         after.append(np.linalg.norm(res.points - gt, axis=1))
@@ -300,14 +307,18 @@ def test_pipeline_corner_pass_correction_reduces_error(sigma):
     assert a.mean() < 0.9 * b.mean(), (b.mean(), a.mean())
 
 
-def test_subpix_refinement_moves_fast_pixels_onto_line_ends():
-    """Why the refinement is on: raw FAST pixels sit inside the line ends, refined ones on them
-    (median distance from a tip to its nearest corner: 2.80 px raw, 0.65 px refined)."""
+@pytest.mark.parametrize("refinement", [{"snap_to_line_end": True}, {"snap_to_line_end": False, "subpix_win": 3}])
+def test_refinement_moves_fast_pixels_onto_line_ends(refinement):
+    """Why the corners are refined: raw FAST pixels sit inside the line ends, refined ones at them
+    (median distance from a tip to its nearest corner on the comb: 2.73 px raw, 1.11 px snapped
+    (vision/line_end.py), 0.65 px with cv2.cornerSubPix, which only works on such sharp ends)."""
+
     def nearest(corner_fn):
         d = []
         for img, gt, pred, na, corners in synthetic_set(n_images=4, seed=8, corner_fn=corner_fn):
             d.append(np.min(np.linalg.norm(gt[:, None] - corners[None, :, :2], axis=2), axis=1))
         return np.median(np.concatenate(d))
 
-    raw, refined = nearest(_product_corner_pass(0)), nearest(_product_corner_pass(3))
+    raw = nearest(_product_corner_pass(snap_to_line_end=False, subpix_win=0))
+    refined = nearest(_product_corner_pass(**refinement))
     assert refined < 0.6 * raw, (raw, refined)

@@ -94,25 +94,42 @@ CANDIDATES_MAX = 50_000
 def roi_corners(img8: np.ndarray, roi, cfg: Config) -> np.ndarray:
     """The correction's corners: OFAST again inside the ROI's tip band (padded), full-frame coordinates.
 
-    Detects CANDIDATE_FACTOR x N corners, keeps the N most tip-like
-    (NMS, then angle priority: vision/corner_select.py), then refines them to
-    sub-pixel positions (`correction.subpix_win`, 0 = raw FAST pixels).
+    Detects CANDIDATE_FACTOR x N corners (Harris top-N), ranks them by
+    line-end contrast (`correction.rank`), keeps N after NMS
+    (vision/corner_select.py), then refines them: `cornerSubPix`
+    (`correction.subpix_win`, 0 = off) and the snap onto the line end
+    (`correction.snap_to_line_end`, vision/line_end.py). Rows are
+    ``[x, y, Harris score]`` in selection order.
     """
+    from inspectd.vision import line_end
     from inspectd.vision.corner_select import select_tip_corners
     from inspectd.vision.corners import detect_oriented_corners, refine_subpix
 
     cc = cfg.correction
     h, w = img8.shape
+    scale = max(h, w) / 1000.0
+    direction = TIP_DIRECTION[roi.orientation.name]
     bx0, by0, bx1, by1 = roi.tip_band or (roi.x0, roi.y0, roi.x1, roi.y1)
     x0, y0 = max(0, bx0 - ROI_CORNER_PAD), max(0, by0 - ROI_CORNER_PAD)
     x1, y1 = min(w, bx1 + ROI_CORNER_PAD), min(h, by1 + ROI_CORNER_PAD)
+    band = img8[y0:y1, x0:x1]
     n_candidates = min(CANDIDATES_MAX, cc.n * CANDIDATE_FACTOR)
     ccfg = cfg.corners.model_copy(update={"n": n_candidates, "fast_threshold": cc.fast_threshold, "work_size": 0})
-    c, angles = detect_oriented_corners(img8[y0:y1, x0:x1], ccfg)
+    c, angles = detect_oriented_corners(band, ccfg)
+    smooth = line_end.smoothed(band, scale) if (cc.rank == "end_contrast" or cc.snap_to_line_end) else None
+    rank_by = line_end.end_contrast(smooth, c, direction, scale) if cc.rank == "end_contrast" else None
     c = select_tip_corners(
-        c, angles, roi.orientation, cc.n, nms_radius=cc.nms_frac * max(h, w), max_angle_deg=cc.max_angle_deg
+        c,
+        angles,
+        roi.orientation,
+        cc.n,
+        nms_radius=cc.nms_frac * max(h, w),
+        max_angle_deg=cc.max_angle_deg,
+        rank_by=rank_by,
     )
-    c = refine_subpix(img8[y0:y1, x0:x1], c, cc.subpix_win)
+    c = refine_subpix(band, c, cc.subpix_win)
+    if cc.snap_to_line_end and len(c):
+        c[:, :2] = line_end.snap_to_line_end(smooth, c, direction, scale, cc.snap_frac)
     c[:, 0] += x0
     c[:, 1] += y0
     return c

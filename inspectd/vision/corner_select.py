@@ -59,10 +59,13 @@ def select_tip_corners(
     *,
     nms_radius: float,
     max_angle_deg: float,
+    rank_by: np.ndarray | None = None,
 ) -> np.ndarray:
     """At most `n` rows of `corners` ([x, y, score], sorted by score descending), tip-like ones first.
 
-    Greedy NMS with `nms_radius` px first (0 disables); then the corners whose
+    `rank_by` (K,), when given, replaces the score order (larger first, ties
+    keep the score order), e.g. `line_end.end_contrast`. Greedy NMS with
+    `nms_radius` px first (0 disables); then the corners whose
     canonical angle is within `max_angle_deg` of the layer axis come first and
     the others only fill what is left of the budget (180: plain score order),
     each group by score. Returns a (K, 3) float32 array.
@@ -70,10 +73,14 @@ def select_tip_corners(
     c = np.asarray(corners, np.float32).reshape(-1, 3)
     if len(c) == 0:
         return c
+    angles_deg = np.asarray(angles_deg, np.float64).reshape(-1)
+    if rank_by is not None:
+        order = np.argsort(-np.asarray(rank_by, np.float64).reshape(-1), kind="stable")
+        c, angles_deg = c[order], angles_deg[order]
     keep = _nms(c[:, :2].astype(np.float64), nms_radius)
     c = c[keep]
     if max_angle_deg < 180.0:
-        ca = canonical_angle(np.asarray(angles_deg, np.float64).reshape(-1), orientation)
+        ca = canonical_angle(angles_deg, orientation)
         dev = np.abs(np.mod(ca + 90.0, 180.0) - 90.0)  # distance to 0° or 180°
         on_axis = dev <= max_angle_deg
         c = np.concatenate([c[on_axis[keep]], c[~on_axis[keep]]])

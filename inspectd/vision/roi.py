@@ -332,15 +332,16 @@ def find_roi_detail(
     size = max(img.shape)
     o_fixed = Orientation(orientation) if orientation is not None else None
 
-    # Densest cluster first; the next ones only when it shows no layered stack.
+    # Every dense cluster is searched and the one showing the most layers wins (ties: the denser).
+    # Taking the densest cluster that shows any stack let a clamp corner with a barred plate (7
+    # "layers") beat a short 19-layer stack (sim 903 #19 at 1000²: every tip outside the ROI).
     stack = None
     for cluster in dense_clusters(pts, img.shape, k=CANDIDATES):
         if cluster.count < max(3, min_corners // 2):
             continue
         found = _search(img, pts, cluster, o_fixed, cfg)
-        if found is not None and found.layers >= min_layers:
+        if found is not None and found.layers >= min_layers and (stack is None or found.layers > stack.layers):
             stack = found
-            break
     if stack is None:
         return None
 
