@@ -1,15 +1,19 @@
-"""Spend the correction's corner budget on tips: non-maximum suppression and angle priority before the top-N cut.
+"""Spend the correction's corner budget on tips: ranking, non-maximum suppression and angle priority before the top-N cut.
 
 Harris ranking alone gives the strongest corners, and in a tip band those
-cluster: several on one cathode-edge defect or clamp edge, few on the faint
-tapered tips. Two cheap priors fix most of that (measured in docs/vision.md,
-N = 512 on 20 sim 2048² frames: recall 0.71 -> 0.93; real 0.93 -> 0.985):
+cluster: several on one cathode-edge defect or clamp edge, and on blurred
+bands the noise grain outranks the soft tips. What the pipeline uses
+(stages.roi_corners, measured in docs/vision.md):
 
-- **angle priority**: an electrode tip's OFAST intensity-centroid angle points
-  along the layers (canonical 0° or 180°; 96 % of the corners within δ of a
-  labelled tip lie within ±30° of that axis, against 27 % of the others);
-- **non-maximum suppression**: a corner suppresses weaker ones within
-  `radius` px, so one strong feature does not take many slots.
+- **rank_by**: an order other than the detector's score; the pipeline passes
+  the line-end contrast of each candidate (vision/line_end.py: bright ahead,
+  dark behind along the layer axis). N = 512, δ 5 px per 1000: sim 1000²
+  0.94 -> 0.97 of tips with a corner (0.99 with the snap onto line ends);
+- **non-maximum suppression**: a corner suppresses lower-ranked ones within
+  `radius` px, so one strong feature does not take many slots;
+- **angle priority** (off by default since end-contrast order): an electrode
+  tip's OFAST intensity-centroid angle points along the layers (canonical 0°
+  or 180°); corners within `max_angle_deg` of that axis go first.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def end_contrast(img: np.ndarray, xy, direction, scale: float = 1.0) -> np.ndarr
     return ahead - behind
 
 
-def snap_to_line_end(img: np.ndarray, xy, direction, scale: float = 1.0, frac: float = 0.35) -> np.ndarray:
+def snap_to_line_end(img: np.ndarray, xy, direction, scale: float = 1.0, frac: float = 0.35, *, with_mask: bool = False):
     """(K, 2) points moved onto the end of the dark line each sits on (see the module docstring).
 
     Steps, in px × scale: centre across the axis on the darkness-weighted
@@ -81,12 +81,14 @@ def snap_to_line_end(img: np.ndarray, xy, direction, scale: float = 1.0, frac: f
     that darkest sample to the first crossing of `frac` × contrast
     (interpolated). No crossing, a contrast under max(3 grey levels, 6 × the
     profile's grain) or a move of
-    more than 4 px leave the point where it was.
+    more than 4 px leave the point where it was. `with_mask`: also return the
+    (K,) bool mask of the points that found a line end.
     """
     p = _points(xy)
     k = len(p)
     if k == 0:
-        return np.zeros((0, 2), np.float64)
+        empty = np.zeros((0, 2), np.float64)
+        return (empty, np.zeros(0, bool)) if with_mask else empty
     d = np.asarray(direction, np.float64)
     n = np.array([-d[1], d[0]])
     s = float(scale)
@@ -126,4 +128,4 @@ def snap_to_line_end(img: np.ndarray, xy, direction, scale: float = 1.0, frac: f
     moved = np.hypot(*(out - p).T)
     keep = ~found | (moved > 4.0 * s)
     out[keep] = p[keep]
-    return out
+    return (out, ~keep) if with_mask else out
