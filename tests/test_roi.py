@@ -310,3 +310,24 @@ def test_locate_finds_a_small_stack_on_a_grainy_frame_through_the_half_size_pass
     tips = np.vstack([f.anode_tips, f.cathode_tips])
     assert roi.orientation.name == "RIGHT"
     assert all(roi.x0 <= x < roi.x1 and roi.y0 <= y < roi.y1 for x, y in tips)
+
+
+def test_a_denser_clamp_corner_does_not_take_the_roi_from_a_short_stack():
+    """sim 903 #19 (1000²): the densest corner cluster is a clamp corner over a barred plate, where the
+    row search finds 7 "layers"; the stack (19 layers) is the second cluster. Stopping at the first
+    cluster with min_layers put the ROI on the clamp and every tip outside it."""
+    from inspectd.config import Config
+    from inspectd.sim import SimOptions, render_frame
+    from inspectd.vision.corners import dense_clusters
+    from inspectd.vision.roi import CANDIDATES
+
+    f = render_frame(903, 19, SimOptions(size=1000, bit_depth=12, defect_rate=0.3))
+    img8 = to_8bit(f.image, 12)
+    cfg = Config()
+    corners = detect_corners(img8, cfg.corners)
+    tips = np.vstack([f.anode_tips, f.cathode_tips])
+    densest = dense_clusters(corners, img8.shape, k=CANDIDATES)[0]
+    assert np.hypot(*(tips.mean(axis=0) - (densest.x, densest.y))) > 150  # the case it is for
+    roi = find_roi(img8, corners, cfg.roi)
+    assert roi.orientation.name == "DOWN"
+    assert all(roi.x0 <= x < roi.x1 and roi.y0 <= y < roi.y1 for x, y in tips)
