@@ -69,6 +69,7 @@ def simulate(
     defect_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="fraction of cells with a defect")] = 0.3,
     orientation: Annotated[OrientationChoice, typer.Option(help="direction the tips point")] = OrientationChoice.any,
     config: ConfigOpt = None,
+    workers: Annotated[int, typer.Option(min=1, help="render in this many processes (same frames)")] = 1,
 ) -> None:
     """Render synthetic X-ray frames of cell corners with exact tip labels (a dump)."""
     if bit_depth not in (8, 12, 16):
@@ -83,7 +84,9 @@ def simulate(
     )
     with _progress() as prog:
         task = prog.add_task("simulating", total=count)
-        stats = simulate_dump(out_dir, count, seed, opts, station=cfg.station.name, on_frame=lambda: prog.advance(task))
+        stats = simulate_dump(
+            out_dir, count, seed, opts, station=cfg.station.name, on_frame=lambda: prog.advance(task), workers=workers
+        )
     out.print(
         f"wrote {count} frames to {out_dir} ({stats['OK']} OK, {stats['NG']} NG; "
         f"{stats['seconds']:.1f} s, {stats['seconds'] / count * 1000:.0f} ms/frame)"

@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
+from inspectd.forking import fork_context
 from inspectd.frames import iter_dump
-from inspectd.frames.dumps import FrameReadError
+from inspectd.frames.dumps import FrameReadError, list_dump, read_frame
+from inspectd.frames.model import FrameError
 from inspectd.model.codec import HeatmapCodec
 from inspectd.model.crop import (
     InputSpec,
@@ -152,22 +156,41 @@ def cache_frame(frame, spec: InputSpec, aug: AugConfig) -> CachedFrame | None:
     )
 
 
+def _cache_file(path: Path, spec: InputSpec, aug: AugConfig) -> CachedFrame | None:
+    try:
+        return cache_frame(read_frame(path), spec, aug)
+    except FrameError:
+        return None
+
+
 def load_frames(
-    dumps: list[Path], spec: InputSpec, aug: AugConfig, limit: int | None = None, log=None
+    dumps: list[Path], spec: InputSpec, aug: AugConfig, limit: int | None = None, log=None, workers: int = 1
 ) -> list[CachedFrame]:
-    """Cache every labelled frame of `dumps` (at most `limit` per dump)."""
+    """Cache every labelled frame of `dumps` (at most `limit` per dump), in dump order.
+
+    `workers` > 1 reads and crops in that many processes (without `limit`):
+    decoding thousands of TIFFs is most of a training run's start-up.
+    """
     out: list[CachedFrame] = []
     for d in dumps:
         t0, n = time.perf_counter(), 0
-        for fr in iter_dump(d):
-            if isinstance(fr, FrameReadError):
-                continue
-            cf = cache_frame(fr, spec, aug)
-            if cf is not None:
-                out.append(cf)
-                n += 1
-            if limit is not None and n >= limit:
-                break
+        if workers > 1 and limit is None:
+            paths = list_dump(d)
+            with fork_context() as ctx, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                cached = pool.map(_cache_file, paths, repeat(spec), repeat(aug), chunksize=8)
+                got = [c for c in cached if c is not None]
+            out += got
+            n = len(got)
+        else:
+            for fr in iter_dump(d):
+                if isinstance(fr, FrameReadError):
+                    continue
+                cf = cache_frame(fr, spec, aug)
+                if cf is not None:
+                    out.append(cf)
+                    n += 1
+                if limit is not None and n >= limit:
+                    break
         if log:
             log(f"cached {n} frames from {d} in {time.perf_counter() - t0:.1f} s")
     return out

@@ -75,6 +75,10 @@ class TrainOptions:
     grad_clip: float = 5.0
     seed: int = 0
     threads: int = 2
+    # where the steps run and who makes the batches (bookkeeping: may change on resume; a batch is a
+    # function of (seed, step) whoever makes it)
+    device: str = "cpu"  # cpu | cuda | auto (cuda when torch sees a GPU)
+    workers: int = 0  # processes making batches ahead of the steps (0: in the training loop)
     # bookkeeping
     ckpt_every: int = 200
     val_every: int = 1000
@@ -153,9 +157,12 @@ def load_checkpoint(path: Path | str):
 def torch_infer(model):
     torch = _torch()
 
+    device = next(model.parameters()).device
+
     def f(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device)
+            return model(x).cpu().numpy()
 
     return f
 
@@ -328,6 +335,72 @@ def _default_val(data_dir, data: list[Path]) -> list[Path]:
     return []
 
 
+def _device(torch, name: str):
+    """The torch device for `name` (cpu | cuda | auto); cuda without a GPU is an error, not a silent CPU run."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"--device {name}: torch {torch.__version__} sees no CUDA GPU")
+        torch.backends.cudnn.benchmark = True  # fixed tile size: let cuDNN pick its kernels once
+    elif name != "cpu":
+        raise ValueError(f"--device must be cpu, cuda or auto, not {name!r}")
+    return torch.device(name)
+
+
+_WORKER: dict = {}  # a batch worker's inputs, set once per worker process by _init_worker
+
+
+def _init_worker(args: tuple) -> None:
+    _WORKER["args"] = args
+
+
+def _worker_batch(step: int) -> tuple[np.ndarray, np.ndarray]:
+    frames, spec, codec, aug, seed, batch, weights = _WORKER["args"]
+    return make_batch_train(frames, spec, codec, aug, np.random.default_rng([seed, step]), batch, weights)
+
+
+class BatchStream:
+    """The batch of each step, made in the loop (workers = 0) or by worker processes ahead of it.
+
+    A batch is a pure function of (seed, step) either way, so a run's batches
+    do not depend on the worker count. Workers are forked with the cached
+    frames (copy-on-write), and at most 2 x workers batches are in flight, so
+    memory stays bounded however far the GPU is ahead.
+    """
+
+    def __init__(self, frames, spec, codec, aug, seed: int, batch: int, weights, workers: int):
+        self._args = (frames, spec, codec, aug, seed, batch, weights)
+        self._workers = int(workers)
+        self._pool = None
+        self._pending: dict[int, object] = {}
+        self._next = 0
+
+    def get(self, step: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._workers <= 0:
+            frames, spec, codec, aug, seed, batch, weights = self._args
+            return make_batch_train(frames, spec, codec, aug, np.random.default_rng([seed, step]), batch, weights)
+        if self._pool is None:
+            from inspectd.forking import fork_context
+
+            with fork_context() as ctx:  # all workers start here (a Pool starts them at once)
+                self._pool = ctx.Pool(self._workers, initializer=_init_worker, initargs=(self._args,))
+            self._next = step
+        if step not in self._pending and step != self._next:  # a jump (resume): restart the queue
+            self._pending.clear()
+            self._next = step
+        while self._next < steps and len(self._pending) < 2 * self._workers:
+            self._pending[self._next] = self._pool.apply_async(_worker_batch, (self._next,))
+            self._next += 1
+        return self._pending.pop(step).get()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+
 def train(data_dir, out_dir, **opts) -> dict:
     """Train (or resume) a tip model on the labelled dump(s) under `data_dir`; checkpoints in `out_dir`.
 
@@ -351,7 +424,7 @@ def train(data_dir, out_dir, **opts) -> dict:
         ck = torch.load(last, map_location="cpu", weights_only=False)
         saved = dict(ck["options"])
         # The run's definition comes from the checkpoint; only bookkeeping may change on resume.
-        for k in ("steps", "val_every", "ckpt_every", "log_every", "progress", "threads", "val_frames"):
+        for k in ("steps", "val_every", "ckpt_every", "log_every", "progress", "threads", "val_frames", "device", "workers"):
             if k in opts:
                 saved[k] = opts[k]
         for k in ("max_minutes", "stop_at"):  # limits of one chunk, not of the run
@@ -367,7 +440,7 @@ def train(data_dir, out_dir, **opts) -> dict:
         o.val = [str(v) for v in val]
     spec, codec, aug = o.spec(), o.codec(), o.aug_config()
     log(f"options {json.dumps(asdict(o))}")
-    frames = load_frames(data, spec, aug, o.limit_per_dump, log)
+    frames = load_frames(data, spec, aug, o.limit_per_dump, log, workers=max(1, o.workers))
     if not frames:
         raise ValueError(f"no labelled frames under {data_dir}")
     vfr = val_frames(val, o.val_frames) if val and o.val_frames > 0 else []
@@ -377,13 +450,16 @@ def train(data_dir, out_dir, **opts) -> dict:
         share = {k: float(sum(w for w, f in zip(weights, frames) if k in f.defects)) for k in o.oversample}
         log(f"oversampling {o.oversample}: share of draws {json.dumps({k: round(v, 3) for k, v in share.items()})}")
 
+    device = _device(torch, o.device)
     model = build_model(o.variant, **o.model_overrides())
-    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
     step = 0
     history: list[dict] = []
     best_score = math.inf
     if ck is not None:
         model.load_state_dict(ck["model"])
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+    if ck is not None:
         opt.load_state_dict(ck["optimizer"])
         torch.set_rng_state(ck["torch_rng"])
         step = int(ck["step"])
@@ -396,7 +472,7 @@ def train(data_dir, out_dir, **opts) -> dict:
             raise ValueError(f"--init {o.init}: its model {src.get('model_config')} differs from {model.cfg.to_dict()}")
         model.load_state_dict(src["model"])
         log(f"initialised from {o.init} (its step {src.get('step')})")
-    log(f"model {model.cfg.name} {count_params(model)} params, stride {model.stride}")
+    log(f"model {model.cfg.name} {count_params(model)} params, stride {model.stride}, on {device}")
 
     def state(kind: str) -> dict:
         return {
@@ -455,14 +531,14 @@ def train(data_dir, out_dir, **opts) -> dict:
         task = prog.add_task("train", total=o.steps, completed=step, loss=float("nan"), sps=0.0)
     last_loss = float("nan")
     t_win = time.perf_counter()
+    batches = BatchStream(frames, spec, codec, aug, o.seed, o.batch, weights, o.workers)
     try:
         while step < o.steps and not stop["flag"]:
-            rng = np.random.default_rng([o.seed, step])
-            x, y = make_batch_train(frames, spec, codec, aug, rng, o.batch, weights)
+            x, y = batches.get(step, o.steps)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, o)
-            pred = model(torch.from_numpy(x))
-            loss = loss_fn(pred, torch.from_numpy(y), o)
+            pred = model(torch.from_numpy(x).to(device, non_blocking=True))
+            loss = loss_fn(pred, torch.from_numpy(y).to(device, non_blocking=True), o)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if o.grad_clip:
@@ -494,6 +570,7 @@ def train(data_dir, out_dir, **opts) -> dict:
                 log(f"max_minutes {o.max_minutes} reached at step {step}")
                 break
     finally:
+        batches.close()
         if prog is not None:
             prog.stop()
         _atomic_save(state("last"), last)

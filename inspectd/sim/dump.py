@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from inspectd.forking import fork_context
 from inspectd.frames import Frame, Sidecar, TipLabels, write_frame
 from inspectd.sim import SimFrame, SimOptions, render_frame
 
@@ -37,6 +39,12 @@ def sim_frame_to_frame(sim: SimFrame, seed: int, index: int, station: str) -> Fr
     return Frame(frame_id=f"sim-{seed:04d}-{index:05d}", image=sim.image, meta=meta)
 
 
+def _render_and_write(out_dir: Path, seed: int, index: int, opts: SimOptions, station: str) -> str:
+    sim = render_frame(seed, index, opts)
+    write_frame(out_dir, sim_frame_to_frame(sim, seed, index, station))
+    return sim.expected
+
+
 def simulate_dump(
     out_dir: Path,
     count: int,
@@ -44,15 +52,29 @@ def simulate_dump(
     opts: SimOptions,
     station: str = "SIM",
     on_frame: Callable[[], None] | None = None,
+    workers: int = 1,
 ) -> dict:
-    """Render `count` frames into `out_dir`; returns counts of expected results and the time taken."""
+    """Render `count` frames into `out_dir`; returns counts of expected results and the time taken.
+
+    `workers` > 1 renders in that many processes (a frame is a pure function of
+    (seed, index), so the dump is the same byte for byte): a training set on a
+    16-core machine in seconds instead of minutes.
+    """
     stats = {"OK": 0, "NG": 0}
     t0 = time.perf_counter()
-    for i in range(count):
-        sim = render_frame(seed, i, opts)
-        write_frame(out_dir, sim_frame_to_frame(sim, seed, i, station))
-        stats[sim.expected] += 1
-        if on_frame:
-            on_frame()
+    if workers <= 1:
+        results = (_render_and_write(out_dir, seed, i, opts, station) for i in range(count))
+        for expected in results:
+            stats[expected] += 1
+            if on_frame:
+                on_frame()
+    else:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        with fork_context() as ctx, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_render_and_write, out_dir, seed, i, opts, station) for i in range(count)]
+            for fut in as_completed(futures):
+                stats[fut.result()] += 1
+                if on_frame:
+                    on_frame()
     stats["seconds"] = time.perf_counter() - t0
     return stats
