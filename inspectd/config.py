@@ -85,8 +85,8 @@ class CorrectionConfig(_Strict):
     """Corner-guided post-correction with local-pattern confidence (paper §2.3)."""
 
     # Off by default, by measurement: with the shipped HRNet (DARK decoding) it raises the NME on
-    # 1000 held-out sim frames from 0.089 to 0.211 % at N = 512: the corners scatter ~2 px around
-    # the tips, the model's median error is 0.35 px (docs/accuracy.md, docs/vision.md).
+    # 1000 held-out sim frames from 0.082 to 0.206 % at N = 512: the corners scatter ~2 px around
+    # the tips, the model's median error is 0.32 px (docs/accuracy.md, docs/vision.md).
     enabled: bool = False
     delta_px: float = Field(5.0, gt=0, description="δ: search radius for the reference corner (px; scale with resolution)")
     patch_px: int = Field(9, ge=3, description="side of the square patch for local patterns (odd)")

@@ -352,6 +352,11 @@ _WORKER: dict = {}  # a batch worker's inputs, set once per worker process by _i
 
 
 def _init_worker(args: tuple) -> None:
+    # A forked worker inherits the trainer's SIGTERM/SIGINT handlers (log, checkpoint, go on): it
+    # would outlive Pool.terminate() and hang the run's end (seen on the GPU machine). Workers die on
+    # SIGTERM and leave Ctrl-C to the trainer.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["args"] = args
 
 
