@@ -119,6 +119,46 @@ def test_parallel_simulate_and_load_give_the_same_data(sim_dump, tmp_path):
     assert all(np.array_equal(a.raw, b.raw) and np.array_equal(a.anode, b.anode) for a, b in zip(one, two))
 
 
+def test_a_dead_batch_worker_stops_the_run_instead_of_hanging(sim_dump):
+    """A worker killed (as the OOM killer would) used to leave the trainer waiting for its batch forever."""
+    import os
+    import signal
+    import time
+
+    from inspectd.model.codec import HeatmapCodec
+    from inspectd.model.crop import InputSpec
+    from inspectd.model.data import AugConfig, find_dumps, load_frames
+    from inspectd.model.train import BatchStream
+
+    spec = InputSpec(tile_w=96, tile_h=128)
+    frames = load_frames(find_dumps(sim_dump), spec, AugConfig())
+    stream = BatchStream(frames, spec, HeatmapCodec(), AugConfig(), 0, 2, None, workers=2)
+    try:
+        x, _ = stream.get(0, 100)
+        assert x.shape == (2, 1, 128, 96)
+        os.kill(next(iter(stream._pool._processes)), signal.SIGKILL)
+        t0 = time.monotonic()
+        with pytest.raises(RuntimeError, match="batch worker process died"):
+            for step in range(1, 100):
+                stream.get(step, 100)
+        assert time.monotonic() - t0 < 60
+    finally:
+        stream.close()
+
+
+def test_resume_takes_device_and_workers_from_this_call_not_the_checkpoint(sim_dump, tmp_path):
+    """A run trained with --device cuda --workers 15 resumes on a CPU machine with a plain --resume."""
+    from inspectd.model.train import train
+
+    train(sim_dump, tmp_path / "run", steps=4, stop_at=2, **TINY)
+    ck = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)
+    ck["options"] |= {"device": "cuda", "workers": 15}
+    torch.save(ck, tmp_path / "run" / "last.pt")
+    res = train(sim_dump, tmp_path / "run", resume=True)
+    assert res["step"] == 4
+    assert "on cpu" in (tmp_path / "run" / "train.log").read_text()
+
+
 def test_cuda_without_a_gpu_is_an_error_not_a_cpu_run(sim_dump, tmp_path):
     from inspectd.model.train import train
 

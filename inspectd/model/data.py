@@ -177,8 +177,12 @@ def load_frames(
         if workers > 1 and limit is None:
             paths = list_dump(d)
             with fork_context() as ctx, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                cached = pool.map(_cache_file, paths, repeat(spec), repeat(aug), chunksize=8)
-                got = [c for c in cached if c is not None]
+                try:
+                    cached = pool.map(_cache_file, paths, repeat(spec), repeat(aug), chunksize=8)
+                    got = [c for c in cached if c is not None]
+                except BaseException:  # Ctrl-C: do not read the rest first
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
             out += got
             n = len(got)
         else:

@@ -9,7 +9,8 @@ Resumable by design (2 CPU cores: training runs in chunks across sessions):
   Ctrl-C/SIGTERM; atomic: temp file + rename) holds the model, AdamW state,
   step, torch RNG state, options and validation history; ``resume=True``
   continues from it exactly (the next loss equals the uninterrupted run's,
-  tests/test_model.py); ``<out>/best.pt`` keeps the best validation score;
+  tests/test_model.py; on CUDA exact up to cuDNN's choice of kernels, which
+  ``--device cuda`` lets it benchmark); ``<out>/best.pt`` keeps the best validation score;
 * the learning rate is a function of the step (linear warm-up, cosine decay).
 
 Validation (every ``val_every`` steps and at the end) runs the inference path
@@ -106,6 +107,9 @@ class TrainOptions:
             head_blocks=self.head_blocks,
             stem_skip=self.stem_skip,
         )
+
+
+_DEFAULTS = {f.name: f.default for f in fields(TrainOptions)}
 
 
 def _torch():
@@ -370,8 +374,11 @@ class BatchStream:
 
     A batch is a pure function of (seed, step) either way, so a run's batches
     do not depend on the worker count. Workers are forked with the cached
-    frames (copy-on-write), and at most 2 x workers batches are in flight, so
-    memory stays bounded however far the GPU is ahead.
+    frames (copy-on-write), all at the first submit (inside `fork_context`),
+    and at most 2 x workers batches are in flight, so memory stays bounded
+    however far the GPU is ahead. A worker that dies (out of memory, killed)
+    breaks the executor: `get` raises instead of waiting for a batch that
+    will never come, and the trainer stops with a checkpoint.
     """
 
     def __init__(self, frames, spec, codec, aug, seed: int, batch: int, weights, workers: int):
@@ -381,29 +388,41 @@ class BatchStream:
         self._pending: dict[int, object] = {}
         self._next = 0
 
+    def _fill(self, steps: int) -> None:
+        while self._next < steps and len(self._pending) < 2 * self._workers:
+            self._pending[self._next] = self._pool.submit(_worker_batch, self._next)
+            self._next += 1
+
     def get(self, step: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
         if self._workers <= 0:
             frames, spec, codec, aug, seed, batch, weights = self._args
             return make_batch_train(frames, spec, codec, aug, np.random.default_rng([seed, step]), batch, weights)
-        if self._pool is None:
-            from inspectd.forking import fork_context
+        from concurrent.futures.process import BrokenProcessPool
 
-            with fork_context() as ctx:  # all workers start here (a Pool starts them at once)
-                self._pool = ctx.Pool(self._workers, initializer=_init_worker, initargs=(self._args,))
-            self._next = step
-        if step not in self._pending and step != self._next:  # a jump (resume): restart the queue
-            self._pending.clear()
-            self._next = step
-        while self._next < steps and len(self._pending) < 2 * self._workers:
-            self._pending[self._next] = self._pool.apply_async(_worker_batch, (self._next,))
-            self._next += 1
-        return self._pending.pop(step).get()
+        try:
+            if self._pool is None:
+                from concurrent.futures import ProcessPoolExecutor
+
+                from inspectd.forking import fork_context
+
+                self._next = step
+                with fork_context() as ctx:  # with fork, the executor starts every worker at the first submit
+                    self._pool = ProcessPoolExecutor(
+                        self._workers, mp_context=ctx, initializer=_init_worker, initargs=(self._args,)
+                    )
+                    self._fill(steps)
+            self._fill(steps)
+            return self._pending.pop(step).result()
+        except BrokenProcessPool as e:
+            raise RuntimeError(
+                f"a batch worker process died while making step {step}'s batch (out of memory? killed?)"
+            ) from e
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            self._pending.clear()
 
 
 def train(data_dir, out_dir, **opts) -> dict:
@@ -429,14 +448,16 @@ def train(data_dir, out_dir, **opts) -> dict:
         ck = torch.load(last, map_location="cpu", weights_only=False)
         saved = dict(ck["options"])
         # The run's definition comes from the checkpoint; only bookkeeping may change on resume.
-        for k in ("steps", "val_every", "ckpt_every", "log_every", "progress", "threads", "val_frames", "device", "workers"):
+        for k in ("steps", "val_every", "ckpt_every", "log_every", "progress", "threads", "val_frames"):
             if k in opts:
                 saved[k] = opts[k]
-        for k in ("max_minutes", "stop_at"):  # limits of one chunk, not of the run
-            saved[k] = opts.get(k)
+        # settings of one chunk, not of the run: a GPU run resumes on a CPU machine without --device
+        for k in ("max_minutes", "stop_at", "device", "workers"):
+            saved[k] = opts.get(k, _DEFAULTS[k])
         saved["resume"] = True
         o = TrainOptions(**saved)
     log = _Log(out / "train.log")
+    device = _device(torch, o.device)  # before minutes of loading frames
     torch.set_num_threads(o.threads)
     torch.manual_seed(o.seed)
     data = find_dumps(data_dir)
@@ -455,7 +476,6 @@ def train(data_dir, out_dir, **opts) -> dict:
         share = {k: float(sum(w for w, f in zip(weights, frames) if k in f.defects)) for k in o.oversample}
         log(f"oversampling {o.oversample}: share of draws {json.dumps({k: round(v, 3) for k, v in share.items()})}")
 
-    device = _device(torch, o.device)
     model = build_model(o.variant, **o.model_overrides())
     step = 0
     history: list[dict] = []

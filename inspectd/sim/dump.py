@@ -72,9 +72,13 @@ def simulate_dump(
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         with fork_context() as ctx, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [pool.submit(_render_and_write, out_dir, seed, i, opts, station) for i in range(count)]
-            for fut in as_completed(futures):
-                stats[fut.result()] += 1
-                if on_frame:
-                    on_frame()
+            try:
+                for fut in as_completed(futures):
+                    stats[fut.result()] += 1
+                    if on_frame:
+                        on_frame()
+            except BaseException:  # Ctrl-C or a failed frame: do not render the rest first
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
     stats["seconds"] = time.perf_counter() - t0
     return stats

@@ -71,15 +71,18 @@ def select_tip_corners(
     keep the score order), e.g. `line_end.end_contrast`. Greedy NMS with
     `nms_radius` px first (0 disables); then the corners whose
     canonical angle is within `max_angle_deg` of the layer axis come first and
-    the others only fill what is left of the budget (180: plain score order),
-    each group by score. Returns a (K, 3) float32 array.
+    the others only fill what is left of the budget (180: off), each group in
+    rank order. Returns a (K, 3) float32 array.
     """
     c = np.asarray(corners, np.float32).reshape(-1, 3)
     if len(c) == 0:
         return c
     angles_deg = np.asarray(angles_deg, np.float64).reshape(-1)
     if rank_by is not None:
-        order = np.argsort(-np.asarray(rank_by, np.float64).reshape(-1), kind="stable")
+        rank = np.asarray(rank_by, np.float64).reshape(-1)
+        if len(rank) != len(c):
+            raise ValueError(f"rank_by has {len(rank)} values for {len(c)} corners")
+        order = np.argsort(-rank, kind="stable")
         c, angles_deg = c[order], angles_deg[order]
     keep = _nms(c[:, :2].astype(np.float64), nms_radius)
     c = c[keep]
