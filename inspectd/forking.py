@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
-__all__ = ["fork_context"]
+__all__ = ["fork_context", "forked_pool"]
 
 
 @contextmanager
@@ -35,3 +36,18 @@ def fork_context() -> Iterator[multiprocessing.context.BaseContext]:
         yield multiprocessing.get_context(method)
     finally:
         cv2.setNumThreads(threads)
+
+
+@contextmanager
+def forked_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A process pool for one block of work, forked inside `fork_context`.
+
+    On an error or Ctrl-C in the block the queued jobs are cancelled, so the
+    exit waits only for the ones already running.
+    """
+    with fork_context() as ctx, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
-from inspectd.forking import fork_context
+from inspectd.forking import forked_pool
 from inspectd.frames import iter_dump
 from inspectd.frames.dumps import FrameReadError, list_dump, read_frame
 from inspectd.frames.model import FrameError
@@ -176,13 +175,9 @@ def load_frames(
         t0, n = time.perf_counter(), 0
         if workers > 1 and limit is None:
             paths = list_dump(d)
-            with fork_context() as ctx, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                try:
-                    cached = pool.map(_cache_file, paths, repeat(spec), repeat(aug), chunksize=8)
-                    got = [c for c in cached if c is not None]
-                except BaseException:  # Ctrl-C: do not read the rest first
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            with forked_pool(workers) as pool:
+                cached = pool.map(_cache_file, paths, repeat(spec), repeat(aug), chunksize=8)
+                got = [c for c in cached if c is not None]
             out += got
             n = len(got)
         else:

@@ -30,11 +30,14 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from inspectd.forking import fork_context
 from inspectd.model.codec import HeatmapCodec
 from inspectd.model.crop import InputSpec
 from inspectd.model.data import AugConfig, find_dumps, frame_weights, load_frames, make_batch_train
@@ -364,9 +367,14 @@ def _init_worker(args: tuple) -> None:
     _WORKER["args"] = args
 
 
-def _worker_batch(step: int) -> tuple[np.ndarray, np.ndarray]:
-    frames, spec, codec, aug, seed, batch, weights = _WORKER["args"]
+def _make_batch(args: tuple, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Step `step`'s batch: a pure function of (seed, step), in the loop or in a worker."""
+    frames, spec, codec, aug, seed, batch, weights = args
     return make_batch_train(frames, spec, codec, aug, np.random.default_rng([seed, step]), batch, weights)
+
+
+def _worker_batch(step: int) -> tuple[np.ndarray, np.ndarray]:
+    return _make_batch(_WORKER["args"], step)
 
 
 class BatchStream:
@@ -395,16 +403,9 @@ class BatchStream:
 
     def get(self, step: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
         if self._workers <= 0:
-            frames, spec, codec, aug, seed, batch, weights = self._args
-            return make_batch_train(frames, spec, codec, aug, np.random.default_rng([seed, step]), batch, weights)
-        from concurrent.futures.process import BrokenProcessPool
-
+            return _make_batch(self._args, step)
         try:
             if self._pool is None:
-                from concurrent.futures import ProcessPoolExecutor
-
-                from inspectd.forking import fork_context
-
                 self._next = step
                 with fork_context() as ctx:  # with fork, the executor starts every worker at the first submit
                     self._pool = ProcessPoolExecutor(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
-from inspectd.forking import fork_context
+from inspectd.forking import forked_pool
 from inspectd.frames import Frame, Sidecar, TipLabels, write_frame
 from inspectd.sim import SimFrame, SimOptions, render_frame
 
@@ -63,22 +63,17 @@ def simulate_dump(
     stats = {"OK": 0, "NG": 0}
     t0 = time.perf_counter()
     if workers <= 1:
-        results = (_render_and_write(out_dir, seed, i, opts, station) for i in range(count))
-        for expected in results:
-            stats[expected] += 1
+        for i in range(count):
+            stats[_render_and_write(out_dir, seed, i, opts, station)] += 1
             if on_frame:
                 on_frame()
     else:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        with fork_context() as ctx, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with forked_pool(workers) as pool:
             futures = [pool.submit(_render_and_write, out_dir, seed, i, opts, station) for i in range(count)]
-            try:
-                for fut in as_completed(futures):
-                    stats[fut.result()] += 1
-                    if on_frame:
-                        on_frame()
-            except BaseException:  # Ctrl-C or a failed frame: do not render the rest first
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+            for fut in as_completed(futures):
+                stats[fut.result()] += 1
+                if on_frame:
+                    on_frame()
     stats["seconds"] = time.perf_counter() - t0
     return stats
