@@ -95,7 +95,7 @@ def simulate(
 
 def _detector(tips: str, cfg: Config):
     from inspectd.pipeline.workers import load_default_detector
-    from inspectd.vision.tips import LabelOracle
+    from inspectd.tips.detector import LabelOracle
 
     if tips == "labels":
         return LabelOracle()
@@ -159,7 +159,7 @@ def eval_cmd(
     gate_px: Annotated[float | None, typer.Option(help="matching gate radius, px (default: 3/4 of the label pitch)")] = None,
 ) -> None:
     """Score verdicts against a dump's labels: NME, PCK, PCS, counts, overhang MAE, overkill/escape."""
-    from inspectd.evaluate import evaluate_results
+    from inspectd.evaluation.evaluate import evaluate_results
 
     try:
         report, text = evaluate_results(dump_dir, results, gate_px=gate_px)
@@ -203,7 +203,7 @@ def run(
         err.print(f"--tips must be 'model' or 'labels', not {tips!r}")
         raise typer.Exit(EXIT_USAGE)
     from inspectd.pipeline.daemon import run_daemon
-    from inspectd.vision.tips import LabelOracle
+    from inspectd.tips.detector import LabelOracle
 
     raise typer.Exit(
         run_daemon(
@@ -267,7 +267,7 @@ def record(
     count: Annotated[int, typer.Option(min=1, help="frames to take from the source (unreadable ones count)")] = 10,
     idle_timeout: Annotated[float, typer.Option(min=0.1, help="stop when the source delivers nothing this long, s")] = 30.0,
 ) -> None:
-    """Record what a source delivers as a dump (DESIGN.md §3: TIFF + JSON sidecar) that `inspectd replay` reads."""
+    """Record what a source delivers as a dump (docs/contracts.md §3: TIFF + JSON sidecar) that `inspectd replay` reads."""
     import time
 
     from inspectd.frames import FrameReadError, list_dump, write_frame
@@ -380,7 +380,7 @@ def train(ctx: typer.Context) -> None:
     Checkpoints every 100 steps and on SIGTERM; --resume continues exactly. Needs the "train" extra (torch).
     """
     _needs_torch("train")
-    from inspectd.model.train import main as train_main
+    from inspectd.training.train import main as train_main
 
     raise typer.Exit(train_main(list(ctx.args)))
 
@@ -389,7 +389,7 @@ def train(ctx: typer.Context) -> None:
 def export(ctx: typer.Context) -> None:
     """Export a checkpoint to ONNX + model card: CHECKPOINT OUT.onnx [--calib DUMP] [--test DUMP] (--help for all)."""
     _needs_torch("export")
-    from inspectd.model.export import main as export_main
+    from inspectd.training.export import main as export_main
 
     raise typer.Exit(export_main(list(ctx.args)))
 

@@ -28,7 +28,7 @@ class StationConfig(_Strict):
 
 
 class RecipeConfig(_Strict):
-    """The cell's acceptance rules (DESIGN.md §2)."""
+    """The cell's acceptance rules (docs/contracts.md §1)."""
 
     overhang_min_mm: float = Field(0.45, ge=0)
     overhang_max_mm: float = Field(4.0, gt=0)
@@ -36,7 +36,7 @@ class RecipeConfig(_Strict):
     anode_excess: int = Field(1, ge=-1, le=2)
     layers_min: int | None = Field(None, ge=1, description="minimum cathode count, optional")
     layers_max: int | None = Field(None, ge=1, description="maximum cathode count, optional")
-    # STACK_GAP (vision/rules.py): an anode gap and a cathode gap at the same
+    # STACK_GAP (inspection/rules.py): an anode gap and a cathode gap at the same
     # place both wider than this times their median spacing. An extra layer the
     # model merges with its neighbour leaves such a gap: 1.14-1.77x on the
     # held-out sim frames that escaped without it, healthy sim stacks <= 1.08x.
@@ -98,8 +98,8 @@ class CorrectionConfig(_Strict):
     # 2048 gives a corner to 96-100 % of simulated tips (docs/vision.md).
     n: int = Field(2048, ge=16, le=8192, description="N of the in-ROI corner pass")
     fast_threshold: int = Field(4, ge=1, le=255, description="FAST threshold of the in-ROI corner pass")
-    # Before the top-N cut (vision/corner_select.py): candidates ranked by line-end contrast (bright
-    # ahead, dark behind along the layer axis, vision/line_end.py), non-maximum suppression, then
+    # Before the top-N cut (inspection/corner_select.py): candidates ranked by line-end contrast (bright
+    # ahead, dark behind along the layer axis, inspection/line_end.py), non-maximum suppression, then
     # optionally corners whose OFAST angle is near the layer axis first. Harris order spends the budget
     # on grain in blurred bands; at N = 512 end-contrast order raised the share of tips with a corner
     # within δ from 0.94 to 0.97 (sim 1000²), 0.96 to 0.99 (sim 2048²) and 0.988 to 0.994 (real), and
@@ -108,7 +108,7 @@ class CorrectionConfig(_Strict):
     max_angle_deg: float = Field(180.0, gt=0, le=180, description="on-axis corners (within this) first; 180 = off")
     nms_frac: float = Field(0.004, ge=0, le=0.05, description="NMS radius as a fraction of max(H, W); 0 = off")
     # Refinement of the selected corners. snap_to_line_end moves each onto the end of the line it sits
-    # on (vision/line_end.py): FAST pixels sit 2-5 px behind blurred tips; snapped, 0.988 of sim 1000²
+    # on (inspection/line_end.py): FAST pixels sit 2-5 px behind blurred tips; snapped, 0.988 of sim 1000²
     # tips have a corner within δ at N = 512 (0.97 unsnapped). cv2.cornerSubPix (subpix_win) pulls
     # FAST pixels onto *sharp* line ends (the synthetic comb) but not onto blurred ones.
     snap_to_line_end: bool = Field(True, description="move the selected corners onto the line end along the layer axis")
@@ -122,7 +122,7 @@ class EngineConfig(_Strict):
     type: Literal["onnxruntime", "torch", "tensorrt"] = "onnxruntime"
     model: Path = Path("engines/hrnet_tips.onnx")
     threads: int = Field(2, ge=1, le=64)
-    # How far behind the anode front the model looks, in same-class layer pitches (model/crop.py).
+    # How far behind the anode front the model looks, in same-class layer pitches (tips/crop.py).
     # It must cover the recipe's overhang_max_mm / the layer pitch in mm, plus margin, or a cathode
     # pulled back past the limit is missed (COUNT_MISMATCH instead of OVERHANG_MAX at its layer).
     # Unset: the model card's value (40 for the shipped model: the simulator's worst case, 5.1 mm at a
@@ -157,7 +157,7 @@ class TriggerConfig(_Strict):
 
 
 class PublishConfig(_Strict):
-    """Verdict transport, journal and NG archive (DESIGN.md §4)."""
+    """Verdict transport, journal and NG archive (docs/contracts.md §4)."""
 
     pub: str = "tcp://127.0.0.1:5556"
     query: str = "tcp://127.0.0.1:5557"
@@ -191,7 +191,7 @@ class PreviewConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    """How the daemon runs the stages (DESIGN.md §5)."""
+    """How the daemon runs the stages (docs/architecture.md)."""
 
     workers: int = Field(2, ge=1, le=64, description="inspection worker processes")
     ring_slots: int = Field(16, ge=2, le=1024, description="shared-memory frame slots")

@@ -1,4 +1,4 @@
-"""The verdict: the one object per frame that the line receives (DESIGN.md §4).
+"""The verdict: the one object per frame that the line receives (docs/contracts.md §4).
 
 The same JSON goes on the wire, into the journal and into `replay --out`.
 The PLC treats every result but OK as a reject.

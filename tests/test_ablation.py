@@ -1,4 +1,4 @@
-"""The Table 1 ablation (inspectd.model.ablation) on two simulated frames: row schema and metric sanity."""
+"""The Table 1 ablation (inspectd.evaluation.ablation) on two simulated frames: row schema and metric sanity."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="engines/hrnet_tips.
 
 
 def test_run_ablation_rows(tmp_path):
-    from inspectd.model.ablation import DECODERS, ROW_KEYS, VARIANTS, run_ablation
+    from inspectd.evaluation.ablation import DECODERS, ROW_KEYS, VARIANTS, run_ablation
     from inspectd.sim.dump import simulate_dump
     from inspectd.sim.render import SimOptions
 

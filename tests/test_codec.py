@@ -1,4 +1,4 @@
-"""Heatmap codec (model/codec.py) and the input definition's geometry (model/crop.py)."""
+"""Heatmap codec (tips/codec.py) and the input definition's geometry (tips/crop.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inspectd.model.codec import HeatmapCodec
-from inspectd.model.crop import (
+from inspectd.tips.codec import HeatmapCodec
+from inspectd.tips.crop import (
     InputSpec,
     affine,
     box_to_canonical,
@@ -20,8 +20,8 @@ from inspectd.model.crop import (
     plan_tiles,
     render_tile,
 )
-from inspectd.vision.orientation import Orientation, box_from_canonical, points_to_canonical
-from inspectd.vision.roi import Roi
+from inspectd.imaging.canonical import Orientation, box_from_canonical, points_to_canonical
+from inspectd.inspection.roi import Roi
 
 # ----------------------------------------------------------------------------- codec
 
@@ -194,7 +194,7 @@ def test_tiles_reach_back_pitches_behind_the_front(o, front):
 
 
 def test_tip_front_on_a_comb():
-    from inspectd.model.crop import tip_front
+    from inspectd.tips.crop import tip_front
 
     h, w, pitch = 400, 500, 10.0
     y = np.arange(h)[:, None].astype(np.float32)
@@ -230,9 +230,9 @@ def test_estimate_pitch_on_stripes():
 @pytest.mark.parametrize("o", list(Orientation))
 def test_stray_back_cathodes_are_dropped_a_pulled_back_one_is_kept(o):
     """A cathode far behind the cathode front survives only alone between two anodes."""
-    from inspectd.model.crop import CropPlan
-    from inspectd.model.infer import drop_stray_back_cathodes
-    from inspectd.vision.orientation import points_from_canonical
+    from inspectd.tips.crop import CropPlan
+    from inspectd.tips.infer import drop_stray_back_cathodes
+    from inspectd.imaging.canonical import points_from_canonical
 
     shape = (800, 900)
     pitch = 10.0

@@ -3,8 +3,8 @@
 import numpy as np
 
 from inspectd.config import Config
-from inspectd.vision.corner_eval import recall_for_frames, sim_frames
-from inspectd.pipeline.stages import ROI_CORNER_PAD, locate, roi_corners
+from inspectd.evaluation.corner_eval import recall_for_frames, sim_frames
+from inspectd.inspection.stages import ROI_CORNER_PAD, locate, roi_corners
 
 
 def test_roi_corners_are_full_frame_and_inside_padded_roi():
@@ -19,7 +19,7 @@ def test_roi_corners_are_full_frame_and_inside_padded_roi():
     # pass scales its radii with max(H, W))
     shifted = np.zeros_like(img8)
     shifted[40:, 24:] = img8[:-40, :-24]
-    from inspectd.vision.roi import Roi
+    from inspectd.inspection.roi import Roi
 
     assert roi.tip_band is not None
     bx0, by0, bx1, by1 = roi.tip_band
@@ -41,9 +41,9 @@ def test_recall_grows_with_n_and_is_high_at_2048():
 def test_locate_lowers_fast_threshold_on_a_blurred_frame():
     from inspectd.config import CornerConfig, RoiConfig
     from inspectd.sim import SimOptions, render_frame
-    from inspectd.vision.corners import detect_corners
-    from inspectd.vision.roi import find_roi
-    from inspectd.vision.window import to_8bit
+    from inspectd.inspection.corners import detect_corners
+    from inspectd.inspection.roi import find_roi
+    from inspectd.imaging.window import to_8bit
 
     f = render_frame(1, 2, SimOptions())  # a heavily blurred 2048² render of the demo dump
     img8 = to_8bit(f.image, f.bit_depth)
@@ -63,7 +63,7 @@ def _with(cfg: Config, **correction) -> Config:
 def test_real_recall_at_n512(real_dir):
     """The 8 labelled real frames: measured 1.000 within 5 px at N = 512 (0.988 with the earlier
     Harris order + angle priority + cornerSubPix, 0.931 with Harris order alone)."""
-    from inspectd.vision.corner_eval import real_frames
+    from inspectd.evaluation.corner_eval import real_frames
 
     cfg = Config()
     out = recall_for_frames(real_frames(real_dir), (5.0,), cfg)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from inspectd.vision.corner_select import _nms, canonical_angle, select_tip_corners
-from inspectd.vision.orientation import Orientation
+from inspectd.inspection.corner_select import _nms, canonical_angle, select_tip_corners
+from inspectd.imaging.canonical import Orientation
 
 
 @pytest.mark.parametrize(

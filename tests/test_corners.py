@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from inspectd.config import CornerConfig
-from inspectd.vision.corners import dense_cluster, dense_clusters, detect_corners, detect_oriented_corners
-from inspectd.vision.roi_eval import corner_recall
-from inspectd.vision.window import to_8bit, window_limits
+from inspectd.inspection.corners import dense_cluster, dense_clusters, detect_corners, detect_oriented_corners
+from inspectd.evaluation.roi_eval import corner_recall
+from inspectd.imaging.window import to_8bit, window_limits
 
 
 def _blocks(size: int = 400, seed: int = 0) -> np.ndarray:

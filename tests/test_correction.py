@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from inspectd.config import CorrectionConfig
-from inspectd.vision.correction import correct, correct_tips, cosine, local_patterns
+from inspectd.inspection.correction import correct, correct_tips, cosine, local_patterns
 
 # --------------------------------------------------------------------------- synthetic scene
 
@@ -38,7 +38,7 @@ def render_comb(rng, n_cathode=8, pitch=8.0, thick=4.0, taper=5.0, h=180, w=260,
 
 
 def local_corners(img8, n=512, fast_threshold=10):
-    """Tiny stand-in for inspectd.vision.corners.detect_corners: OpenCV FAST
+    """Tiny stand-in for inspectd.inspection.corners.detect_corners: OpenCV FAST
     candidates, ranked by Harris response, top `n`, refined with cornerSubPix
     (7×7 window).  Returns (K, 3) float32 [x, y, score].
 
@@ -254,13 +254,13 @@ def test_never_moves_more_than_delta(seed):
 def _real_detect_corners():
     try:
         from inspectd.config import CornerConfig
-        from inspectd.vision.corners import detect_corners
+        from inspectd.inspection.corners import detect_corners
     except ImportError:
         return None
     return lambda img8: detect_corners(img8, CornerConfig())
 
 
-@pytest.mark.skipif(_real_detect_corners() is None, reason="inspectd.vision.corners not written yet")
+@pytest.mark.skipif(_real_detect_corners() is None, reason="inspectd.inspection.corners not written yet")
 def test_with_real_corner_detector_contract_and_radius():
     detect = _real_detect_corners()
     cfg = CorrectionConfig(enabled=True)
@@ -276,9 +276,9 @@ def _product_corner_pass(**correction):
     the snap onto line ends) on a comb pasted into a 1000² frame (the pass scales its radii with the
     frame's size), the comb as the ROI, tips facing right."""
     from inspectd.config import Config
-    from inspectd.pipeline.stages import roi_corners
-    from inspectd.vision.orientation import Orientation
-    from inspectd.vision.roi import Roi
+    from inspectd.inspection.stages import roi_corners
+    from inspectd.imaging.canonical import Orientation
+    from inspectd.inspection.roi import Roi
 
     cfg = Config()
     cfg = cfg.model_copy(update={"correction": cfg.correction.model_copy(update={"n": 512, **correction})})
@@ -311,7 +311,7 @@ def test_pipeline_corner_pass_correction_reduces_error(sigma):
 def test_refinement_moves_fast_pixels_onto_line_ends(refinement):
     """Why the corners are refined: raw FAST pixels sit inside the line ends, refined ones at them
     (median distance from a tip to its nearest corner on the comb: 2.73 px raw, 1.11 px snapped
-    (vision/line_end.py), 0.65 px with cv2.cornerSubPix, which only works on such sharp ends)."""
+    (inspection/line_end.py), 0.65 px with cv2.cornerSubPix, which only works on such sharp ends)."""
 
     def nearest(corner_fn):
         d = []

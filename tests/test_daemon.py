@@ -35,7 +35,7 @@ FRAME_IDS = [f"sim-0003-{i:05d}" for i in range(6)] + [BAD] + [f"sim-0003-{i:05d
 
 SLOW_TIPS = '''
 import os, time
-from inspectd.vision.tips import LabelOracle
+from inspectd.tips.detector import LabelOracle
 
 class SlowOracle(LabelOracle):
     """The label oracle, taking INSPECTD_TEST_DETECT_S seconds per frame."""

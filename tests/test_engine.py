@@ -19,8 +19,8 @@ def tiny_onnx(tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from inspectd.model.export import export_onnx
-    from inspectd.model.train import train
+    from inspectd.training.export import export_onnx
+    from inspectd.training.train import train
     from inspectd.sim import SimOptions
     from inspectd.sim.dump import simulate_dump
 
@@ -61,7 +61,7 @@ def test_onnxruntime_engine_protocol(tiny_onnx):
 def test_torch_engine_matches_onnxruntime(tiny_onnx):
     pytest.importorskip("torch")
     from inspectd.backends.torch import TorchConfig, TorchEngine
-    from inspectd.model.card import load_card
+    from inspectd.tips.card import load_card
 
     card = load_card(tiny_onnx)
     te = TorchEngine(TorchConfig(model=Path(card.training["checkpoint"]), threads=1))
@@ -72,11 +72,11 @@ def test_torch_engine_matches_onnxruntime(tiny_onnx):
 
 def test_hrnet_detector_plumbing(tiny_onnx):
     from inspectd.frames import Frame
-    from inspectd.model.train import roi_from_labels
+    from inspectd.training.train import roi_from_labels
     from inspectd.sim import SimOptions, render_frame
-    from inspectd.vision.hrnet_detector import HrnetDetector, load_detector
-    from inspectd.vision.tips import DetectionUnavailable
-    from inspectd.vision.window import to_8bit
+    from inspectd.tips.hrnet import HrnetDetector, load_detector
+    from inspectd.tips.detector import DetectionUnavailable
+    from inspectd.imaging.window import to_8bit
 
     det = load_detector(EngineConfig(model=tiny_onnx, threads=1))
     assert isinstance(det, HrnetDetector) and det.name.startswith("hrnet_tiny-") and len(det.name) == len("hrnet_tiny-") + 8
@@ -101,13 +101,13 @@ def test_shipped_model_detects_sim_tips():
     pytest.importorskip("onnxruntime")
     from inspectd.config import CornerConfig
     from inspectd.frames import Frame
-    from inspectd.metrics import default_gate, match_tips
+    from inspectd.evaluation.metrics import default_gate, match_tips
     from inspectd.sim import SimOptions, render_frame
-    from inspectd.vision.corners import detect_corners
-    from inspectd.vision.hrnet_detector import load_detector
-    from inspectd.vision.roi import find_roi
+    from inspectd.inspection.corners import detect_corners
+    from inspectd.tips.hrnet import load_detector
+    from inspectd.inspection.roi import find_roi
     from inspectd.config import RoiConfig
-    from inspectd.vision.window import to_8bit
+    from inspectd.imaging.window import to_8bit
 
     det = load_detector(EngineConfig(model=SHIPPED))
     errs, miss, false, n_gt = [], 0, 0, 0
@@ -140,9 +140,9 @@ def test_shipped_model_measures_a_pulled_back_cathode():
     pytest.importorskip("onnxruntime")
     from inspectd.config import Config
     from inspectd.frames import Frame, Sidecar
-    from inspectd.pipeline.stages import Inspector
+    from inspectd.inspection.stages import Inspector
     from inspectd.sim import SimOptions, render_frame
-    from inspectd.vision.hrnet_detector import load_detector
+    from inspectd.tips.hrnet import load_detector
 
     cfg = Config()
     cfg = cfg.model_copy(update={"engine": EngineConfig(model=SHIPPED, back_pitches=40.0)})

@@ -5,9 +5,9 @@ import pytest
 
 from inspectd.config import Config
 from inspectd.frames import Frame, FrameReadError, Sidecar
-from inspectd.pipeline.stages import Inspector
+from inspectd.inspection.stages import Inspector
 from inspectd.verdict import ReasonCode, Result
-from inspectd.vision.tips import LabelOracle, NoDetector
+from inspectd.tips.detector import LabelOracle, NoDetector
 
 
 def _inspect(image, detector=None, meta=None):
@@ -54,7 +54,7 @@ def test_stage_bug_becomes_internal_error(monkeypatch):
         def detect(self, frame, img8, roi):
             raise ZeroDivisionError("boom")
 
-    from inspectd.pipeline import stages
+    from inspectd.inspection import stages
 
     # a detector that crashes needs a located stack to be reached
     monkeypatch.setattr(stages, "locate", lambda img8, cfg: (np.zeros((0, 3), np.float32), _FakeRoi()))

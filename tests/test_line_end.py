@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from inspectd.vision.line_end import end_contrast, smoothed, snap_to_line_end
+from inspectd.inspection.line_end import end_contrast, smoothed, snap_to_line_end
 
 SIGMA = 1.5  # blur of the rendered lines, px (the simulator's blurry frames: 1.4-2.6 at 1000²)
 

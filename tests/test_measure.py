@@ -7,8 +7,8 @@ import pytest
 
 from inspectd.config import RecipeConfig
 from inspectd.verdict import ReasonCode, Result
-from inspectd.vision.measure import infer_tip_direction, measure, stack_axis
-from inspectd.vision.rules import judge, summarise_overhang
+from inspectd.inspection.measure import infer_tip_direction, measure, stack_axis
+from inspectd.inspection.rules import judge, summarise_overhang
 
 MM = 0.05
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from inspectd.metrics import default_gate, evaluate, format_table, match_tips
+from inspectd.evaluation.metrics import default_gate, evaluate, format_table, match_tips
 from inspectd.verdict import Result, Verdict
 
 DIAG300 = math.hypot(300, 300)  # 424.26 px: PCK@1% = 4.24 px, PCK@0.5% = 2.12 px

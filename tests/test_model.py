@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from inspectd.model.hrnet import VARIANTS, build_model, count_params  # noqa: E402
+from inspectd.nets.hrnet import VARIANTS, build_model, count_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(variant="tiny", tile_w=96, tile_h=128, batch=2, threads=1, val_frames=0, warmup=1, log_every=1)
@@ -44,10 +44,10 @@ def test_variants_build():
 
 
 def test_few_steps_reduce_loss(sim_dump):
-    from inspectd.model.codec import HeatmapCodec
-    from inspectd.model.crop import InputSpec
-    from inspectd.model.data import AugConfig, find_dumps, load_frames, make_batch_train
-    from inspectd.model.train import TrainOptions, loss_fn
+    from inspectd.tips.codec import HeatmapCodec
+    from inspectd.tips.crop import InputSpec
+    from inspectd.training.data import AugConfig, find_dumps, load_frames, make_batch_train
+    from inspectd.training.train import TrainOptions, loss_fn
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -71,7 +71,7 @@ def test_few_steps_reduce_loss(sim_dump):
 
 
 def test_checkpoint_resume_is_exact(sim_dump, tmp_path):
-    from inspectd.model.train import train
+    from inspectd.training.train import train
 
     full = train(sim_dump, tmp_path / "full", steps=6, **TINY)
     part = train(sim_dump, tmp_path / "part", steps=6, stop_at=3, **TINY)
@@ -86,7 +86,7 @@ def test_checkpoint_resume_is_exact(sim_dump, tmp_path):
 def test_batch_workers_give_the_same_run(sim_dump, tmp_path):
     """Batches made by worker processes (--workers) are the loop's own: same losses, step for step,
     also across a resume that changes the worker count."""
-    from inspectd.model.train import train
+    from inspectd.training.train import train
 
     inline = train(sim_dump, tmp_path / "inline", steps=5, **TINY)
     part = train(sim_dump, tmp_path / "workers", steps=5, stop_at=2, workers=2, **TINY)
@@ -103,8 +103,8 @@ def test_parallel_simulate_and_load_give_the_same_data(sim_dump, tmp_path):
     """simulate --workers and load_frames(workers=...) fork worker processes (inspectd.forking): the
     dump is the same byte for byte and the cached frames are the same, in the same order. This test
     process has used OpenCV's thread pool by now (rendering): the case that hung a forked child."""
-    from inspectd.model.crop import InputSpec
-    from inspectd.model.data import AugConfig, load_frames
+    from inspectd.tips.crop import InputSpec
+    from inspectd.training.data import AugConfig, load_frames
     from inspectd.sim import SimOptions
     from inspectd.sim.dump import simulate_dump
 
@@ -125,10 +125,10 @@ def test_a_dead_batch_worker_stops_the_run_instead_of_hanging(sim_dump):
     import signal
     import time
 
-    from inspectd.model.codec import HeatmapCodec
-    from inspectd.model.crop import InputSpec
-    from inspectd.model.data import AugConfig, find_dumps, load_frames
-    from inspectd.model.train import BatchStream
+    from inspectd.tips.codec import HeatmapCodec
+    from inspectd.tips.crop import InputSpec
+    from inspectd.training.data import AugConfig, find_dumps, load_frames
+    from inspectd.training.train import BatchStream
 
     spec = InputSpec(tile_w=96, tile_h=128)
     frames = load_frames(find_dumps(sim_dump), spec, AugConfig())
@@ -148,7 +148,7 @@ def test_a_dead_batch_worker_stops_the_run_instead_of_hanging(sim_dump):
 
 def test_resume_takes_device_and_workers_from_this_call_not_the_checkpoint(sim_dump, tmp_path):
     """A run trained with --device cuda --workers 15 resumes on a CPU machine with a plain --resume."""
-    from inspectd.model.train import train
+    from inspectd.training.train import train
 
     train(sim_dump, tmp_path / "run", steps=4, stop_at=2, **TINY)
     ck = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=False)
@@ -160,7 +160,7 @@ def test_resume_takes_device_and_workers_from_this_call_not_the_checkpoint(sim_d
 
 
 def test_cuda_without_a_gpu_is_an_error_not_a_cpu_run(sim_dump, tmp_path):
-    from inspectd.model.train import train
+    from inspectd.training.train import train
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
@@ -170,7 +170,8 @@ def test_cuda_without_a_gpu_is_an_error_not_a_cpu_run(sim_dump, tmp_path):
 
 def test_init_fine_tunes_from_a_checkpoint(sim_dump, tmp_path):
     """--init starts from another run's weights (here with wider tiles), with a fresh schedule."""
-    from inspectd.model.train import load_checkpoint, train
+    from inspectd.nets.checkpoint import load_checkpoint
+    from inspectd.training.train import train
 
     train(sim_dump, tmp_path / "base", steps=3, **TINY)
     base, _ = load_checkpoint(tmp_path / "base" / "last.pt")
@@ -195,9 +196,9 @@ def test_init_fine_tunes_from_a_checkpoint(sim_dump, tmp_path):
 def test_export_matches_torch(sim_dump, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from inspectd.model.card import card_path, load_card, sha256_file
-    from inspectd.model.export import export_onnx
-    from inspectd.model.train import train
+    from inspectd.tips.card import card_path, load_card, sha256_file
+    from inspectd.training.export import export_onnx
+    from inspectd.training.train import train
 
     train(sim_dump, tmp_path / "run", steps=2, **TINY)
     onnx_path = tmp_path / "tiny.onnx"
@@ -211,9 +212,9 @@ def test_export_matches_torch(sim_dump, tmp_path):
 
 
 def test_frame_weights_oversample_defect_kinds(sim_dump):
-    from inspectd.model.codec import HeatmapCodec
-    from inspectd.model.crop import InputSpec
-    from inspectd.model.data import AugConfig, find_dumps, frame_weights, load_frames, make_batch_train
+    from inspectd.tips.codec import HeatmapCodec
+    from inspectd.tips.crop import InputSpec
+    from inspectd.training.data import AugConfig, find_dumps, frame_weights, load_frames, make_batch_train
 
     spec = InputSpec(tile_w=96, tile_h=128)
     frames = load_frames(find_dumps(sim_dump), spec, AugConfig())
@@ -228,15 +229,15 @@ def test_frame_weights_oversample_defect_kinds(sim_dump):
 
 
 def test_int8_variant_of_the_shipped_model_keeps_finding_tips(sim_dump, tmp_path):
-    """`python -m inspectd.model.quantize`: an int8 model and card the detector loads, compared with fp32.
+    """`python -m inspectd.training.quantize`: an int8 model and card the detector loads, compared with fp32.
 
     Calibrated and measured on the same 3 small frames: this checks the tool and that
     quantisation keeps the model working, not the held-out figures (docs/model.md)."""
     pytest.importorskip("onnxruntime.quantization")
     from inspectd.config import EngineConfig
-    from inspectd.model.card import load_card, sha256_file
-    from inspectd.model.quantize import main
-    from inspectd.vision.hrnet_detector import load_detector
+    from inspectd.tips.card import load_card, sha256_file
+    from inspectd.training.quantize import main
+    from inspectd.tips.hrnet import load_detector
 
     src = REPO / "engines" / "hrnet_tips.onnx"
     out = tmp_path / "tips-int8.onnx"

@@ -8,20 +8,20 @@ import pytest
 
 from inspectd.config import CornerConfig, RoiConfig
 from inspectd.frames.dumps import read_image
-from inspectd.vision.corners import detect_corners
-from inspectd.vision.orientation import (
+from inspectd.inspection.corners import detect_corners
+from inspectd.inspection.orientation import detect_orientation
+from inspectd.imaging.canonical import (
     Orientation,
     box_from_canonical,
     canonical_shape,
-    detect_orientation,
     from_canonical,
     points_from_canonical,
     points_to_canonical,
     to_canonical,
 )
-from inspectd.vision.roi import Roi, find_roi, find_roi_detail
-from inspectd.vision.roi_eval import box_iou_cover, evaluate_roi_on_masks, mask_box
-from inspectd.vision.window import to_8bit
+from inspectd.inspection.roi import Roi, find_roi, find_roi_detail
+from inspectd.evaluation.roi_eval import box_iou_cover, evaluate_roi_on_masks, mask_box
+from inspectd.imaging.window import to_8bit
 
 ALL = list(Orientation)
 # np.rot90 turns counter-clockwise: tips pointing RIGHT then point UP, and so on.
@@ -260,9 +260,9 @@ def test_downscaled_search_finds_the_same_box_on_2048_frames():
     """roi.work_size = 1024 (default) searches a half-size copy of a 2048² frame: same tips inside, box within a few px."""
     from inspectd.config import Config, CornerConfig
     from inspectd.sim import SimOptions, render_frame
-    from inspectd.vision.corners import detect_corners
-    from inspectd.vision.roi import find_roi
-    from inspectd.vision.window import to_8bit
+    from inspectd.inspection.corners import detect_corners
+    from inspectd.inspection.roi import find_roi
+    from inspectd.imaging.window import to_8bit
 
     cfg = Config().roi
     assert cfg.work_size == 1024
@@ -285,7 +285,7 @@ def test_downscaled_search_finds_the_same_box_on_2048_frames():
 
 
 def test_corner_attempts_lower_the_threshold_then_halve_the_image():
-    from inspectd.pipeline.stages import corner_attempts
+    from inspectd.inspection.stages import corner_attempts
 
     steps = [(c.fast_threshold, c.work_size) for c in corner_attempts(CornerConfig(), (1000, 1000))]
     assert steps == [(10, 0), (5, 0), (2, 0), (10, 500)]
@@ -298,7 +298,7 @@ def test_locate_finds_a_small_stack_on_a_grainy_frame_through_the_half_size_pass
     noisy frame. The 512 strongest corners are grain at every FAST threshold, so it was an ERROR
     verdict (NO_STACK), i.e. a good cell rejected; the half-size pass finds the stack."""
     from inspectd.config import Config
-    from inspectd.pipeline.stages import corner_attempts, locate
+    from inspectd.inspection.stages import corner_attempts, locate
     from inspectd.sim import SimOptions, render_frame
 
     f = render_frame(7001, 19, SimOptions(size=2048, bit_depth=12))
@@ -318,8 +318,8 @@ def test_a_denser_clamp_corner_does_not_take_the_roi_from_a_short_stack():
     cluster with min_layers put the ROI on the clamp and every tip outside it."""
     from inspectd.config import Config
     from inspectd.sim import SimOptions, render_frame
-    from inspectd.vision.corners import dense_clusters
-    from inspectd.vision.roi import CANDIDATES
+    from inspectd.inspection.corners import dense_clusters
+    from inspectd.inspection.roi import CANDIDATES
 
     f = render_frame(903, 19, SimOptions(size=1000, bit_depth=12, defect_rate=0.3))
     img8 = to_8bit(f.image, 12)

@@ -262,8 +262,8 @@ def test_custom_mm_per_px_and_recipe():
 
 def test_expected_agrees_with_vision_rules():
     """The simulator's ground truth and the pipeline's rules give the same verdict on the true tips."""
-    measure = pytest.importorskip("inspectd.vision.measure")
-    rules = pytest.importorskip("inspectd.vision.rules")
+    measure = pytest.importorskip("inspectd.inspection.measure")
+    rules = pytest.importorskip("inspectd.inspection.rules")
     dirs = {"right": (1, 0), "left": (-1, 0), "up": (0, -1), "down": (0, 1)}
     for i in range(16):
         f = render_frame(111, i, SimOptions(size=S, defect_rate=0.6))

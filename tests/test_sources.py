@@ -31,7 +31,7 @@ def test_registry_knows_replay_and_sim():
     assert cfg.type == "replay" and str(cfg.dir) == "/data/dump" and cfg.fps == 2.5 and cfg.loop is True
     cfg = parse_source_uri("sim:?seed=7&size=512&bit_depth=8")
     assert cfg.type == "sim" and cfg.seed == 7 and cfg.size == 512 and cfg.bit_depth == 8
-    assert parse_source_uri("sim:").fps == 10  # DESIGN.md default
+    assert parse_source_uri("sim:").fps == 10  # the documented default (docs/acquisition.md)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""systemd/inspectd.service passes `systemd-analyze verify` and says what DESIGN.md and the daemon rely on.
+"""systemd/inspectd.service passes `systemd-analyze verify` and says what docs/contracts.md and the daemon rely on.
 
 `verify` also checks that ExecStart's binary exists; the unit names the installed path
 (/opt/inspectd/.venv/bin/inspectd), which this machine does not have. So the unit is

@@ -8,12 +8,12 @@ for the reason that defect should produce.
 import pytest
 
 from inspectd.config import RecipeConfig
-from inspectd.pipeline.stages import TIP_DIRECTION
+from inspectd.inspection.stages import TIP_DIRECTION
 from inspectd.sim import DEFECT_KINDS, SimOptions
 from inspectd.sim.render import render_debug
 from inspectd.verdict import ReasonCode, Result
-from inspectd.vision.measure import measure
-from inspectd.vision.rules import judge
+from inspectd.inspection.measure import measure
+from inspectd.inspection.rules import judge
 
 RECIPE = RecipeConfig()
 # Which reason codes may legitimately explain each defect (a missing or extra

@@ -1,9 +1,9 @@
-"""The engine protocol: what runs the tip network's forward pass (DESIGN.md §5).
+"""The engine protocol: what runs the tip network's forward pass (docs/architecture.md).
 
 An engine turns a batch of normalised tiles (B, 1, H, W) float32 into raw
 heatmaps (B, 2, H/s, W/s) float32 (anode, cathode). Everything around it (tile
 geometry, decoding, mapping back) is the engine-independent
-`inspectd.model.infer`. Backends, one module each, hold a pydantic config with
+`inspectd.tips.infer`. Backends, one module each, hold a pydantic config with
 a ``type: Literal[...]`` discriminator and guard the import of their library,
 so a missing optional dependency is an error only when that backend is chosen.
 """

@@ -17,7 +17,7 @@ class TorchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["torch"] = "torch"
-    model: Path = Path("runs/hrnet/best.pt")  # a checkpoint written by inspectd.model.train
+    model: Path = Path("runs/hrnet/best.pt")  # a checkpoint written by inspectd.training.train
     threads: int = Field(2, ge=1, le=64)
     device: str = "cpu"
 
@@ -45,7 +45,7 @@ class TorchEngine:
         if self._model is not None:
             self._model.eval().to(self.cfg.device)
             return
-        from inspectd.model.train import load_checkpoint
+        from inspectd.nets.checkpoint import load_checkpoint
 
         path = Path(self.cfg.model)
         if not path.is_file():

@@ -28,12 +28,12 @@ def remap_sim(frame_id: str, pool: int) -> str:
 
 
 def score(dump: Path, verdicts: list[dict], pool: int | None = None, inspected_only: bool = False) -> dict:
-    """`inspectd.evaluate` figures of the first verdict per frame, over the frames of `dump` the run offered.
+    """`inspectd.evaluation.evaluate` figures of the first verdict per frame, over the frames of `dump` the run offered.
 
     inspected_only: the first verdict per frame that is not a TIMEOUT, over the
     frames that have one (the model's accuracy, apart from missed deadlines).
     """
-    from inspectd.evaluate import evaluate_results
+    from inspectd.evaluation.evaluate import evaluate_results
     from inspectd.frames import list_dump
 
     first: dict[str, dict] = {}

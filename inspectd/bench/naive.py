@@ -20,7 +20,7 @@ from pathlib import Path
 def run_naive(dump: Path, frames: int, warmup: int, config: Path | None, verdicts_out: Path | None) -> dict:
     from inspectd.config import load_config
     from inspectd.frames import Frame, FrameReadError, list_dump, read_frame
-    from inspectd.pipeline.stages import Inspector
+    from inspectd.inspection.stages import Inspector
     from inspectd.pipeline.workers import load_default_detector
 
     t_load = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Frame dumps on disk (DESIGN.md §3): read and write, one bad file never stops the rest.
+"""Frame dumps on disk (docs/contracts.md §3): read and write, one bad file never stops the rest.
 
 Three layouts are read:
 - inspectd's own: `<stem>.tiff` (or .tif/.png/.jpg/.jpeg/.bmp) with an optional `<stem>.json` sidecar;

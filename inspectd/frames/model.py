@@ -37,7 +37,7 @@ class TipLabels(BaseModel):
 
 
 class Sidecar(BaseModel):
-    """`<stem>.json` beside a frame (DESIGN.md §3).
+    """`<stem>.json` beside a frame (docs/contracts.md §3).
 
     Unknown keys are kept, not rejected: sidecars come from several producers
     (simulator, recorder, labelling tools) and may carry their own extras.

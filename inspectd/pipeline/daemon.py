@@ -1039,8 +1039,8 @@ class Daemon:
             )
 
     def _archive_main(self) -> None:
-        from inspectd.vision.overlay import render_overlay
-        from inspectd.vision.window import to_8bit
+        from inspectd.imaging.overlay import render_overlay
+        from inspectd.imaging.window import to_8bit
 
         archive = self.publisher.archive
         while True:
@@ -1226,7 +1226,7 @@ def _detector_from_spec(spec: str):
     if spec == "model":
         return None
     if spec == "labels":
-        from inspectd.vision.tips import LabelOracle
+        from inspectd.tips.detector import LabelOracle
 
         return LabelOracle
     mod, _, attr = spec.partition(":")

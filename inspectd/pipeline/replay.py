@@ -10,8 +10,8 @@ from pathlib import Path
 
 from inspectd.config import Config
 from inspectd.frames import iter_dump, list_dump
-from inspectd.pipeline.stages import Inspection, Inspector
-from inspectd.vision.tips import TipDetector
+from inspectd.inspection.stages import Inspection, Inspector
+from inspectd.tips.detector import TipDetector
 
 
 @dataclass
@@ -39,7 +39,7 @@ def replay_dump(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     if overlays is not None:
-        from inspectd.vision.overlay import write_overlay
+        from inspectd.imaging.overlay import write_overlay
 
         overlays.mkdir(parents=True, exist_ok=True)
     sink = out.open("w", encoding="utf-8") if out is not None else None

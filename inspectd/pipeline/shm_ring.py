@@ -49,7 +49,7 @@ __all__ = [
 SHM_PREFIX = "inspectd"
 SHM_DIR = Path("/dev/shm")
 PAGE = 4096
-# Largest frame DESIGN.md §1 expects: 2048 x 2048 mono, 16-bit container.
+# Largest frame docs/contracts.md §2 expects: 2048 x 2048 mono, 16-bit container.
 DEFAULT_SLOT_BYTES = 2048 * 2048 * 2
 
 

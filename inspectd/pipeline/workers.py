@@ -56,7 +56,7 @@ def load_default_detector(engine: dict) -> object:
     from pathlib import Path
 
     from inspectd.config import EngineConfig
-    from inspectd.vision.tips import NoDetector
+    from inspectd.tips.detector import NoDetector
 
     ecfg = EngineConfig.model_validate(engine)
     model = Path(ecfg.model)
@@ -68,7 +68,7 @@ def load_default_detector(engine: dict) -> object:
     if not Path(ecfg.model).is_file():
         return NoDetector(f"no HRNet tip model at {ecfg.model} (engine {ecfg.type})")
     try:
-        from inspectd.vision.hrnet_detector import load_detector
+        from inspectd.tips.hrnet import load_detector
     except ImportError as e:
         return NoDetector(f"HRNet detector not available: {e}")
     try:
@@ -91,10 +91,10 @@ def _warmup(inspector) -> None:
     """
     import scipy.signal  # noqa: F401  (the ROI's layer counting; ~1 s to import)
 
-    from inspectd.pipeline.stages import Inspector
+    from inspectd.inspection.stages import Inspector
     from inspectd.sim import SimOptions, render_frame
     from inspectd.sim.dump import sim_frame_to_frame
-    from inspectd.vision.tips import LabelOracle
+    from inspectd.tips.detector import LabelOracle
 
     frame = sim_frame_to_frame(render_frame(0, 0, SimOptions(size=512, bit_depth=8, defect_rate=0.0)), 0, 0, "warmup")
     Inspector(inspector.cfg, LabelOracle()).inspect(frame, 0)
@@ -123,8 +123,8 @@ def worker_main(spec: WorkerSpec, conn) -> None:
 
     from inspectd.config import Config, RecipeConfig
     from inspectd.frames import Frame, Sidecar
-    from inspectd.pipeline.stages import Inspector
-    from inspectd.vision.tips import NoDetector
+    from inspectd.inspection.stages import Inspector
+    from inspectd.tips.detector import NoDetector
 
     if spec.cv_threads > 0:
         # Workers are the parallelism: N workers x OpenCV's own pool of ncpu threads oversubscribe

@@ -1,4 +1,4 @@
-"""Verdict transport: journal, ZeroMQ PUB + query socket, heartbeats, NG archive, watch (DESIGN.md §4).
+"""Verdict transport: journal, ZeroMQ PUB + query socket, heartbeats, NG archive, watch (docs/contracts.md §4).
 
 See docs/publish.md for the wire protocol as a PLC programmer sees it.
 

@@ -9,7 +9,7 @@ Off the critical path by construction:
   and after publishing the verdict hands both to `offer()`, which never blocks:
   the hand-off queue holds 2 items, and a full queue drops the preview frame
   (counted);
-- a separate process (spawned) draws the overlay (`inspectd.vision.overlay`,
+- a separate process (spawned) draws the overlay (`inspectd.imaging.overlay`,
   the picture of the NG archive), letterboxes it into a fixed
   ``width`` x ``height`` canvas and pushes it into a GStreamer pipeline::
 
@@ -80,8 +80,8 @@ def render_preview(grab: Grab, verdict, size: tuple[int, int]) -> np.ndarray:
     """The overlay of `verdict` on a decimated frame, letterboxed into `size` (BGR uint8)."""
     from types import SimpleNamespace
 
-    from inspectd.vision.overlay import render_overlay
-    from inspectd.vision.window import to_8bit
+    from inspectd.imaging.overlay import render_overlay
+    from inspectd.imaging.window import to_8bit
 
     k = grab.k
     img8 = to_8bit(grab.image, grab.bit_depth)

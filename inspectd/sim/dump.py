@@ -1,4 +1,4 @@
-"""Write simulator frames as a dump (DESIGN.md §3), labels and expected verdict in the sidecars."""
+"""Write simulator frames as a dump (docs/contracts.md §3), labels and expected verdict in the sidecars."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ y of a straight stack).  The stack is bent and tilted by a smooth warp
 ``y = u + delta(u, x)`` (:class:`Warp`), monotonic in ``u`` for every ``x``.
 A layer's centre line is ``y(x) = u_k + delta(u_k, x)``.
 
-Tip definitions (DESIGN.md §2), computed from the geometry, never from pixels
+Tip definitions (docs/contracts.md §1), computed from the geometry, never from pixels
 ---------------------------------------------------------------------------
 * anode: the point on the centre line where the layer's own attenuation
   (mu * t along the line) has fallen to 25 % of its plateau (foot of the taper);
@@ -22,7 +22,7 @@ Tip definitions (DESIGN.md §2), computed from the geometry, never from pixels
 The overhang of a cathode is ``x_anode_tip - x_cathode_tip`` (along the layer
 axis) for the nearest anode before it and the nearest anode after it in the
 stack sequence (the existing one on both sides when one is missing, the same
-pairing as ``inspectd.vision.measure``); the verdict uses the smaller one.
+pairing as ``inspectd.inspection.measure``); the verdict uses the smaller one.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ class Scene:
 def judge_truth(kinds: list[str], tips_x: list[float], recipe: RecipeConfig, mm_per_px: float) -> Truth:
     """Verdict from the ground-truth sequence (stack order) and along-layer tip positions.
 
-    Same pairing as ``inspectd.vision.measure``: every cathode takes the nearest
+    Same pairing as ``inspectd.inspection.measure``: every cathode takes the nearest
     anode before and after it in the sequence (the existing one on both sides
     when one side has none).
     """

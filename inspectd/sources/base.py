@@ -1,6 +1,6 @@
 """Frame sources: the `FrameSource` protocol and URI parsing through a registry of plugins.
 
-A source is named by a URI (DESIGN.md §5): ``replay:DIR?fps=10&loop=1``,
+A source is named by a URI (docs/architecture.md): ``replay:DIR?fps=10&loop=1``,
 ``sim:?seed=1&fps=10``, later ``genicam:SERIAL`` and ``gst:PIPELINE``.
 The part before the first ``:`` is the scheme; it picks a plugin module in
 ``inspectd/sources/`` (Frigate's detector-plugin pattern). Each plugin module
@@ -41,7 +41,7 @@ __all__ = [
     "parse_source_uri",
 ]
 
-# Schemes DESIGN.md names whose plugin is not written yet: a clear error, not "unknown".
+# Schemes docs/architecture.md names whose plugin is not written yet: a clear error, not "unknown".
 PLANNED = {
 }
 

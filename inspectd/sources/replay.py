@@ -1,4 +1,4 @@
-"""`replay:DIR?fps=10&loop=1` — a frame dump (DESIGN.md §3) played as a live source.
+"""`replay:DIR?fps=10&loop=1` — a frame dump (docs/contracts.md §3) played as a live source.
 
 Parameters:
 - ``fps`` (default 10): frames per second on a monotonic schedule; 0 = as fast as

@@ -1,4 +1,4 @@
-"""Train the HRNet tip model: ``train(data_dir, out_dir, **opts)`` / ``python -m inspectd.model.train``.
+"""Train the HRNet tip model: ``train(data_dir, out_dir, **opts)`` / ``python -m inspectd.training.train``.
 
 Resumable by design (2 CPU cores: training runs in chunks across sessions):
 
@@ -17,7 +17,7 @@ Validation (every ``val_every`` steps and at the end) runs the inference path
 (`infer.detect_tips`: pitch estimate, tiles, decode) on held-out frames with
 an ROI box made from their labels the way `find_roi` pads it, and reports
 median / p95 / p99 tip error (full-frame px), miss and false-tip rates
-(`inspectd.metrics.match_tips`, gate 3/4 of the same-class pitch) at the
+(`inspectd.evaluation.metrics.match_tips`, gate 3/4 of the same-class pitch) at the
 threshold that minimises miss + false rate on that set.
 """
 
@@ -38,11 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from inspectd.forking import fork_context
-from inspectd.model.codec import HeatmapCodec
-from inspectd.model.crop import InputSpec
-from inspectd.model.data import AugConfig, find_dumps, frame_weights, load_frames, make_batch_train
+from inspectd.nets.checkpoint import load_checkpoint, torch_infer
+from inspectd.tips.codec import HeatmapCodec
+from inspectd.tips.crop import InputSpec
+from inspectd.training.data import AugConfig, find_dumps, frame_weights, load_frames, make_batch_train
 
-__all__ = ["TrainOptions", "train", "main", "load_checkpoint", "validate", "val_frames"]
+__all__ = ["TrainOptions", "train", "main", "validate", "val_frames"]
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.10, 0.71, 0.05))
 
@@ -149,39 +150,14 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path | str):
-    """(model in eval mode, checkpoint dict) from a last.pt / best.pt."""
-    torch = _torch()
-    from inspectd.model.hrnet import HRNetConfig, TipHRNet
-
-    ck = torch.load(Path(path), map_location="cpu", weights_only=False)
-    model = TipHRNet(HRNetConfig.from_dict(ck["model_config"]))
-    model.load_state_dict(ck["model"])
-    model.eval()
-    return model, ck
-
-
-def torch_infer(model):
-    torch = _torch()
-
-    device = next(model.parameters()).device
-
-    def f(batch: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device)
-            return model(x).cpu().numpy()
-
-    return f
-
-
 # ---------------------------------------------------------------------------- validation
 
 
 def roi_from_labels(anode: np.ndarray, cathode: np.ndarray, shape, rng: np.random.Generator | None = None):
     """A ROI box around labelled tips padded the way `find_roi` pads its box (docs/roi.md)."""
-    from inspectd.model.crop import orientation_from_labels
-    from inspectd.vision.orientation import box_from_canonical, canonical_shape, points_to_canonical
-    from inspectd.vision.roi import Roi
+    from inspectd.tips.crop import orientation_from_labels
+    from inspectd.imaging.canonical import box_from_canonical, canonical_shape, points_to_canonical
+    from inspectd.inspection.roi import Roi
 
     o = orientation_from_labels(anode, cathode)
     pts = points_to_canonical(np.vstack([anode, cathode]), o, shape)
@@ -220,7 +196,7 @@ def val_frames(dumps: list[Path], n: int, roi: str = "labels") -> list[ValFrame]
     """Up to `n` labelled frames spread over `dumps` (the first frames of each, proportionally)."""
     from inspectd.frames.dumps import FrameReadError
     from inspectd.frames import iter_dump
-    from inspectd.vision.window import to_8bit
+    from inspectd.imaging.window import to_8bit
 
     per = max(1, int(math.ceil(n / max(1, len(dumps)))))
     out = []
@@ -235,8 +211,8 @@ def val_frames(dumps: list[Path], n: int, roi: str = "labels") -> list[ValFrame]
             img8 = to_8bit(fr.image, fr.bit_depth)
             if roi == "find_roi":
                 from inspectd.config import CornerConfig
-                from inspectd.vision.corners import detect_corners
-                from inspectd.vision.roi import find_roi
+                from inspectd.inspection.corners import detect_corners
+                from inspectd.inspection.roi import find_roi
                 from inspectd.config import RoiConfig
 
                 r = find_roi(img8, detect_corners(img8, CornerConfig()), RoiConfig())
@@ -253,9 +229,9 @@ def validate(
     infer, frames: list[ValFrame], spec: InputSpec, codec: HeatmapCodec, thresholds=THRESHOLDS, methods=("argmax", "quarter", "dark")
 ) -> dict:
     """Run the inference path on `frames`; errors (full-frame px), miss/false rates per threshold and decoder."""
-    from inspectd.metrics import default_gate, match_tips
-    from inspectd.model.infer import merge_tiles
-    from inspectd.model.crop import make_batch
+    from inspectd.evaluation.metrics import default_gate, match_tips
+    from inspectd.tips.infer import merge_tiles
+    from inspectd.tips.crop import make_batch
 
     lo_thr = min(thresholds)
     res = {m: {t: {"err": [], "miss": 0, "false": 0, "n_gt": 0, "n_pred": 0} for t in thresholds} for m in methods}
@@ -433,7 +409,7 @@ def train(data_dir, out_dir, **opts) -> dict:
     last validation). Needs torch.
     """
     torch = _torch()
-    from inspectd.model.hrnet import build_model, count_params
+    from inspectd.nets.hrnet import build_model, count_params
 
     unknown = set(opts) - {f.name for f in fields(TrainOptions)}
     if unknown:
@@ -632,7 +608,7 @@ def _main_thread() -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m inspectd.model.train", description="Train the HRNet tip model.")
+    p = argparse.ArgumentParser(prog="python -m inspectd.training.train", description="Train the HRNet tip model.")
     p.add_argument("--data", required=True, help="training dump (or a directory of dumps)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, train.log)")
     for f in fields(TrainOptions):

@@ -33,8 +33,8 @@ from inspectd.forking import forked_pool
 from inspectd.frames import iter_dump
 from inspectd.frames.dumps import FrameReadError, list_dump, read_frame
 from inspectd.frames.model import FrameError
-from inspectd.model.codec import HeatmapCodec
-from inspectd.model.crop import (
+from inspectd.tips.codec import HeatmapCodec
+from inspectd.tips.crop import (
     InputSpec,
     affine,
     aa_sigma,
@@ -44,8 +44,8 @@ from inspectd.model.crop import (
     render_tile,
     source_box,
 )
-from inspectd.vision.orientation import Orientation, points_to_canonical, to_canonical
-from inspectd.vision.window import window_limits
+from inspectd.imaging.canonical import Orientation, points_to_canonical, to_canonical
+from inspectd.imaging.window import window_limits
 
 __all__ = ["AugConfig", "CachedFrame", "load_frames", "find_dumps", "sample", "make_batch_train", "frame_weights"]
 

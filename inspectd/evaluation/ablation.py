@@ -15,14 +15,14 @@ shared by both decoders.  The engine runs once per frame: argmax and DARK are
 two decodings of the same heatmaps (exactly what `HrnetDetector.detect` does
 with `decoder` set to either).
 
-Scored with `inspectd.metrics.evaluate` (Hungarian matching with the default
+Scored with `inspectd.evaluation.metrics.evaluate` (Hungarian matching with the default
 pitch gate); NME / PCK / PCS are normalised by the diagonal of the verdict's
 ROI, like the paper.  Units: fractions in [0, 1] (NME 0.00658 = the paper's
 0.658 %).  A frame whose ROI is not found scores as a frame with no tips (all
 missed) and is normalised by its labels' bounding box (counted in
 ``details``).
 
-    python -m inspectd.model.ablation --out bench/results/ablation.json \
+    python -m inspectd.evaluation.ablation --out bench/results/ablation.json \
         [--sim DIR ...] [--real DIR] [--frames N] [--model engines/hrnet_tips.onnx]
 """
 
@@ -102,12 +102,12 @@ def run_ablation(
     corner diagnostics and timings.
     """
     from inspectd.config import Config, EngineConfig
-    from inspectd.metrics import evaluate
-    from inspectd.model.crop import make_batch
-    from inspectd.model.infer import merge_tiles
-    from inspectd.pipeline.stages import TIP_DIRECTION, StageError, locate, preprocess, refine, roi_corners
-    from inspectd.vision.hrnet_detector import load_detector
-    from inspectd.vision.tips import Tips
+    from inspectd.evaluation.metrics import evaluate
+    from inspectd.tips.crop import make_batch
+    from inspectd.tips.infer import merge_tiles
+    from inspectd.inspection.stages import TIP_DIRECTION, StageError, locate, preprocess, refine, roi_corners
+    from inspectd.tips.hrnet import load_detector
+    from inspectd.tips.detector import Tips
 
     det = load_detector(EngineConfig(model=Path(model), threads=threads))
     base = Config()
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--markdown":
         print(markdown_tables(json.loads(Path(sys.argv[2]).read_text())))
         return 0
-    ap = argparse.ArgumentParser(prog="python -m inspectd.model.ablation", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m inspectd.evaluation.ablation", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="JSON to write")
     ap.add_argument("--sim", type=Path, nargs="*", action="extend", default=None, help="simulator test dumps")
     ap.add_argument("--real", type=Path, default=None, help="real frames (images/ + labels/)")

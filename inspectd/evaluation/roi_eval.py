@@ -1,6 +1,6 @@
 """Measure the corner + ROI stage on the real development frames.
 
-    python -m inspectd.vision.roi_eval [--data ../shared/data/real] [--mosaic docs/roi_real.png] [--timing]
+    python -m inspectd.evaluation.roi_eval [--data ../shared/data/real] [--mosaic docs/roi_real.png] [--timing]
 
 prints: per-image rows (IoU with the mask box, mask coverage, labelled tips
 inside), the summary (mean IoU, fraction of masks >= 95 % covered, fraction of
@@ -20,9 +20,9 @@ import numpy as np
 
 from inspectd.config import CornerConfig, RoiConfig
 from inspectd.frames.dumps import read_image
-from inspectd.vision.corners import detect_corners
-from inspectd.vision.roi import Roi, find_roi_detail
-from inspectd.vision.window import to_8bit
+from inspectd.inspection.corners import detect_corners
+from inspectd.inspection.roi import Roi, find_roi_detail
+from inspectd.imaging.window import to_8bit
 
 __all__ = ["evaluate_roi_on_masks", "corner_recall", "time_stage", "write_mosaic", "mask_box", "box_iou_cover"]
 
@@ -233,7 +233,7 @@ def _default_data() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m inspectd.vision.roi_eval", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m inspectd.evaluation.roi_eval", description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=_default_data(), help="dir with images/, masks/, labels/")
     ap.add_argument("--mosaic", type=Path, help="write an overlay mosaic PNG of 12 frames here")
     ap.add_argument("--timing", action="store_true", help="time the stage at 1000^2 and on a 2048^2 upscale")

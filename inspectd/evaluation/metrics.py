@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN.md §7, paper §3.2).
+"""Evaluation metrics (docs/accuracy.md, Metricspaper §3.2).
 
 Tip accuracy
 ------------
@@ -54,7 +54,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from inspectd.vision.measure import infer_tip_direction, measure
+from inspectd.inspection.measure import infer_tip_direction, measure
 
 __all__ = [
     "match_tips",
@@ -395,7 +395,7 @@ def evaluate(
     `records`: ``(frame_id, gt, verdict)`` with ``gt`` a dict holding
     ``anode_tips``, ``cathode_tips`` (or a sidecar's ``labels`` with them),
     optional ``expected`` ("OK"/"NG"), ``mm_per_px``, ``roi_diagonal`` (px) or
-    ``roi`` box, ``tip_direction``; ``verdict`` a DESIGN.md §4 dict (or a
+    ``roi`` box, ``tip_direction``; ``verdict`` a docs/contracts.md §4 dict (or a
     ``Verdict``).  Gate: `gate_px` if given, else ``default_gate`` (3/4 of the
     labels' same-class pitch), else ``gate_frac`` × the diagonal, else 10 px.
     """

@@ -1,6 +1,6 @@
 """Heatmap codec: tip points <-> Gaussian heatmaps (cf. mmpose codecs), and the sub-pixel decoders.
 
-Pixel-centre convention (DESIGN.md §2): input pixel (i, j) has its centre at
+Pixel-centre convention (docs/contracts.md §1): input pixel (i, j) has its centre at
 x = j, y = i. A heatmap of stride s has pixel j covering input pixels
 [s·j, s·j + s), so its centre sits at input x = s·j + (s − 1)/2 (0.5 for
 s = 2, 1.5 for s = 4). Hence

@@ -16,7 +16,7 @@
    options, metrics, sha256 of the .onnx, input spec, decode parameters,
    engine timings.
 
-``python -m inspectd.model.export CHECKPOINT OUT.onnx [--calib DIR ...] [--test DIR ...]``
+``python -m inspectd.training.export CHECKPOINT OUT.onnx [--calib DIR ...] [--test DIR ...]``
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspectd.model.card import CARD_SCHEMA, ModelCard, card_path, sha256_file
+from inspectd.tips.card import CARD_SCHEMA, ModelCard, card_path, sha256_file
 
 __all__ = ["export_onnx", "describe_dumps", "time_engine", "main"]
 
@@ -114,11 +114,12 @@ def export_onnx(
     """Export `checkpoint` (last.pt / best.pt) to `out_path` (.onnx) and write the card beside it."""
     import torch
 
-    from inspectd.model.codec import HeatmapCodec
-    from inspectd.model.crop import InputSpec, make_batch
-    from inspectd.model.data import find_dumps
-    from inspectd.model.hrnet import count_params
-    from inspectd.model.train import load_checkpoint, torch_infer, val_frames, validate
+    from inspectd.tips.codec import HeatmapCodec
+    from inspectd.tips.crop import InputSpec, make_batch
+    from inspectd.training.data import find_dumps
+    from inspectd.nets.hrnet import count_params
+    from inspectd.nets.checkpoint import load_checkpoint, torch_infer
+    from inspectd.training.train import val_frames, validate
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +232,7 @@ def _slim(v: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m inspectd.model.export", description="Export a checkpoint to ONNX + model card.")
+    p = argparse.ArgumentParser(prog="python -m inspectd.training.export", description="Export a checkpoint to ONNX + model card.")
     p.add_argument("checkpoint")
     p.add_argument("out", help="output .onnx path (card written beside it as .json)")
     p.add_argument("--calib", nargs="+", default=None, help="dumps to calibrate the threshold on (default: the run's val)")

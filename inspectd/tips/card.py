@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inspectd.model.codec import HeatmapCodec
-from inspectd.model.crop import InputSpec
+from inspectd.tips.codec import HeatmapCodec
+from inspectd.tips.crop import InputSpec
 
 __all__ = ["CARD_SCHEMA", "ModelCard", "card_path", "load_card", "sha256_file"]
 

@@ -2,11 +2,11 @@
 
 Static QDQ quantisation with ONNX Runtime's own tool: weights int8 per output
 channel, activations uint8 with MinMax ranges observed on the model's real
-input, i.e. pitch-normalised tiles of calibration frames (`model/crop.py`).
+input, i.e. pitch-normalised tiles of calibration frames (`tips/crop.py`).
 `keep_fp32` leaves named nodes in float (e.g. the stride-2 head, whose output
 the sub-pixel decoder reads).
 
-``python -m inspectd.model.quantize MODEL.onnx OUT.onnx --calib DUMP --test DUMP
+``python -m inspectd.training.quantize MODEL.onnx OUT.onnx --calib DUMP --test DUMP
 [--keep-head] [--json RESULT.json]`` writes OUT.onnx and its card (the source
 card, with the new sha256 and the measured metrics), then compares both models
 on the same held-out frames: ms per tile (rounds interleaved so background load
@@ -32,7 +32,7 @@ __all__ = ["calibration_tiles", "compare", "head_nodes", "quantize_int8"]
 
 def calibration_tiles(frames, spec, n: int) -> list[np.ndarray]:
     """Up to `n` single tiles (1, 1, H, W) cut from `frames` (`train.ValFrame`s) as inference cuts them."""
-    from inspectd.model.crop import make_batch
+    from inspectd.tips.crop import make_batch
 
     tiles: list[np.ndarray] = []
     for vf in frames:
@@ -96,7 +96,7 @@ def _time_tiles(engines: dict, tiles: list[np.ndarray], rounds: int) -> dict:
 def compare(models: dict[str, Path], frames, spec, codec, *, threads: int = 2, rounds: int = 5, n_tiles: int = 40) -> dict:
     """Accuracy (DARK at the card's threshold) and ms per tile of each model on the same `frames`."""
     from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
-    from inspectd.model.train import validate
+    from inspectd.training.train import validate
 
     engines = {}
     for k, p in models.items():
@@ -127,11 +127,11 @@ def compare(models: dict[str, Path], frames, spec, codec, *, threads: int = 2, r
 
 
 def main(argv: list[str] | None = None) -> int:
-    from inspectd.model.card import card_path, load_card, sha256_file
-    from inspectd.model.data import find_dumps
-    from inspectd.model.train import val_frames
+    from inspectd.tips.card import card_path, load_card, sha256_file
+    from inspectd.training.data import find_dumps
+    from inspectd.training.train import val_frames
 
-    p = argparse.ArgumentParser(prog="python -m inspectd.model.quantize", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m inspectd.training.quantize", description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="fp32 .onnx with its card beside it")
     p.add_argument("out", help="int8 .onnx to write (card beside it)")
     p.add_argument("--calib", nargs="+", required=True, help="dumps whose tiles set the activation ranges")

@@ -41,7 +41,7 @@ import numpy as np
 
 from inspectd.config import RecipeConfig
 from inspectd.verdict import OverhangSummary, Reason, ReasonCode, Result
-from inspectd.vision.measure import Measurement
+from inspectd.inspection.measure import Measurement
 
 __all__ = ["judge", "summarise_overhang"]
 

@@ -4,10 +4,10 @@ Contract (the CPU implementation here and any drop-in, e.g. a torch/CUDA one,
 must keep it):
 
 ``detect_corners(img8, cfg) -> np.ndarray``
-    img8: 2-D uint8 frame (window it first with `inspectd.vision.window.to_8bit`).
+    img8: 2-D uint8 frame (window it first with `inspectd.imaging.window.to_8bit`).
     cfg: `CornerConfig` (n, fast_threshold, work_size).
     Returns a float32 C-contiguous array of shape (K, 3), rows ``[x, y, score]``:
-    - x, y in full-frame pixels, DESIGN.md §2 convention (x right, y down, pixel
+    - x, y in full-frame pixels, docs/contracts.md §1 convention (x right, y down, pixel
       centres at integer coordinates), also when the detector ran on a
       downscaled work image (``work_size`` > 0): work-pixel centres are mapped
       back with ``x_full = (x_work + 0.5) * W / w_work - 0.5`` (same for y);

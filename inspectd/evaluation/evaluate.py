@@ -1,4 +1,4 @@
-"""`inspectd eval`: join a dump's labels with replay verdicts and score them (inspectd.metrics)."""
+"""`inspectd eval`: join a dump's labels with replay verdicts and score them (inspectd.evaluation.metrics)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from inspectd.frames import FrameReadError, iter_dump
-from inspectd.metrics import evaluate, format_table
+from inspectd.evaluation.metrics import evaluate, format_table
 
 # Sidecar `sim.orientation` -> tip direction, so overhang is measured along the right axis.
 _DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}

@@ -66,12 +66,12 @@ import cv2
 import numpy as np
 
 from inspectd.config import RoiConfig
-from inspectd.vision.corners import dense_clusters
-from inspectd.vision.orientation import (
+from inspectd.inspection.corners import dense_clusters
+from inspectd.inspection.orientation import detect_orientation
+from inspectd.imaging.canonical import (
     Orientation,
     box_from_canonical,
     canonical_shape,
-    detect_orientation,
     points_to_canonical,
     to_canonical,
 )
@@ -116,7 +116,7 @@ class Roi:
 
     @property
     def diagonal(self) -> float:
-        """Reference distance for NME/PCK (DESIGN.md §7)."""
+        """Reference distance for NME/PCK (docs/accuracy.md, Metrics)."""
         return math.hypot(self.width, self.height)
 
     def as_list(self) -> list[int]:

@@ -1,4 +1,4 @@
-"""Overhang measurement from electrode tips (DESIGN.md §2).
+"""Overhang measurement from electrode tips (docs/contracts.md §1).
 
 Geometry
 --------

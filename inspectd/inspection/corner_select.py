@@ -6,7 +6,7 @@ bands the noise grain outranks the soft tips. What the pipeline uses
 (stages.roi_corners, measured in docs/vision.md):
 
 - **rank_by**: an order other than the detector's score; the pipeline passes
-  the line-end contrast of each candidate (vision/line_end.py: bright ahead,
+  the line-end contrast of each candidate (inspection/line_end.py: bright ahead,
   dark behind along the layer axis). N = 512, δ 5 px per 1000: sim 1000²
   0.94 -> 0.97 of tips with a corner (0.99 with the snap onto line ends);
 - **non-maximum suppression**: a corner suppresses lower-ranked ones within
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from inspectd.vision.orientation import Orientation
+from inspectd.imaging.canonical import Orientation
 
 __all__ = ["canonical_angle", "select_tip_corners"]
 

@@ -2,7 +2,7 @@
 
 One code path for training and inference:
 
-1. **Canonical frame** (`vision/orientation.py`): layers horizontal, tips
+1. **Canonical frame** (`imaging/canonical.py`): layers horizontal, tips
    pointing right. Training canonicalises with the labels' tip direction,
    inference with ``roi.orientation``.
 2. **Scale**: the canonical image is resampled so that the same-class layer
@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from inspectd.vision.orientation import (
+from inspectd.imaging.canonical import (
     Orientation,
     box_to_canonical,
     canonical_shape,
@@ -89,7 +89,7 @@ class InputSpec:
     overlap: int = 48  # input px shared by neighbouring inference tiles (6 pitches)
     align: int = 32  # network input multiple (1/32 branch)
     scale_rule: str = "pitch"  # "pitch" (estimate, fallback size) | "size"
-    pitch_ref_1000: float = 10.0  # same-class pitch on a 1000 px frame (DESIGN.md §2)
+    pitch_ref_1000: float = 10.0  # same-class pitch on a 1000 px frame (docs/contracts.md §1)
     pitch_bounds: tuple[float, float] = (3.5, 80.0)  # searched same-class pitch, canonical px
     # An estimate outside these multiples of the size rule's pitch is not trusted (size rule used):
     # the simulator spans 0.68-1.5x, the real 1000 px frames 0.84-1.1x.

@@ -9,7 +9,7 @@ Both functions here look at the profile *along the layer axis* instead:
 - `end_contrast`: mean brightness ahead of a point minus behind it (a strip
   2..6 px ahead, 1..5 px behind, ±1 px across). Large at line ends, about 0
   on a line's flank or in the background: the correction's corner pass ranks
-  its candidates by it (vision/corner_select.py).
+  its candidates by it (inspection/corner_select.py).
 - `snap_to_line_end`: moves a corner onto the end of the line it sits on:
   first across the axis onto the line's dark ridge, then along the axis to
   where the darkness falls to `frac` of the line's own contrast against the

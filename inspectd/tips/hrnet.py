@@ -1,8 +1,8 @@
-"""`HrnetDetector`: the HRNet tip model as a `TipDetector` (vision/tips.py).
+"""`HrnetDetector`: the HRNet tip model as a `TipDetector` (tips/detector.py).
 
-ROI -> canonical, pitch-normalised tiles (model/crop.py) -> engine
+ROI -> canonical, pitch-normalised tiles (tips/crop.py) -> engine
 (backends/) -> peak decoding with the card's threshold and decoder
-(model/codec.py) -> full-frame tips. `name` is the model id from the card,
+(tips/codec.py) -> full-frame tips. `name` is the model id from the card,
 e.g. "hrnet_w12s-1a2b3c4d", and lands in every verdict's `model` field.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspectd.vision.tips import DetectionUnavailable, Tips
+from inspectd.tips.detector import DetectionUnavailable, Tips
 
 __all__ = ["HrnetDetector", "load_detector"]
 
@@ -37,7 +37,7 @@ class HrnetDetector:
         decoder: str | None = None,
         back_pitches: float | None = None,
     ):
-        from inspectd.model.card import ModelCard, load_card
+        from inspectd.tips.card import ModelCard, load_card
 
         self.engine = engine
         self.card = card if isinstance(card, ModelCard) else load_card(card)
@@ -55,7 +55,7 @@ class HrnetDetector:
         if roi is None:
             raise DetectionUnavailable(f"{getattr(frame, 'frame_id', '?')}: no ROI to search for tips")
         from inspectd.backends.base import EngineError
-        from inspectd.model.infer import detect_tips
+        from inspectd.tips.infer import detect_tips
 
         try:
             if not self._loaded:
@@ -75,14 +75,14 @@ def load_detector(engine_cfg, *, warmup: bool = True) -> HrnetDetector:
     exists, else it is built from the checkpoint itself.
     """
     from inspectd.backends import load_engine
-    from inspectd.model.card import ModelCard, card_path
+    from inspectd.tips.card import ModelCard, card_path
 
     eng = load_engine(engine_cfg, load=True, warmup=warmup)
     cp = card_path(engine_cfg.model)
     if cp.is_file():
         card = cp
     elif getattr(eng, "checkpoint", None) is not None:
-        from inspectd.model.crop import InputSpec
+        from inspectd.tips.crop import InputSpec
 
         ck = eng.checkpoint
         card = ModelCard(

@@ -1,6 +1,6 @@
 """Corner recall of the correction's corner pass: how many tips have a corner within δ.
 
-`python -m inspectd.vision.corner_eval [--size 2048] [--frames 20]` renders
+`python -m inspectd.evaluation.corner_eval [--size 2048] [--frames 20]` renders
 simulator frames (seed 900) and, for the 8 labelled real frames when present,
 prints the fraction of labelled tips with an in-ROI OFAST corner within δ for
 N = 128 ... 2048 (the in-ROI pass's N). This is the figure the correction stage lives on: a tip with
@@ -18,8 +18,8 @@ from scipy.spatial import cKDTree
 
 from inspectd.config import Config
 from inspectd.frames import FrameReadError, iter_dump
-from inspectd.pipeline.stages import locate, roi_corners
-from inspectd.vision.window import to_8bit
+from inspectd.inspection.stages import locate, roi_corners
+from inspectd.imaging.window import to_8bit
 
 NS = (128, 256, 512, 1024, 2048)
 
