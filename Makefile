@@ -1,23 +1,49 @@
 # Two commands on a fresh machine:  make demo   and   make test
+# `inspectd` itself lives in the venv: `. .venv/bin/activate` puts it on the PATH
+# (or call .venv/bin/inspectd).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := out/demo
+PICS := out/pictures
+REAL ?= ../shared/data/real
+REAL_PICTURE := 15-22-01__NULL_1_1_sangdun-battery_separator_shadow_interference
 
-.PHONY: setup sysdeps gi-link gi-build demo test clean
+.PHONY: core setup sysdeps gi-link gi-build demo test pictures clean
 
-setup: $(VENV)/.installed
+# The daemon's lean core (what a station runs): no torch, no Harvesters, no test tools.
+core: $(VENV)/.core
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+# Everything the tests use: core + test, train (torch 2.13.0 CPU), genicam, bench extras.
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: $(VENV)/.core
 	$(BIN)/python -m pip install -q -e '.[test,train,genicam,bench]'
 	touch $@
 
-demo: setup
+demo: core
 	$(BIN)/inspectd simulate $(DEMO)/frames --count 8 --seed 1 --size 2048 --bit-depth 12
 	$(BIN)/inspectd replay $(DEMO)/frames --out $(DEMO)/verdicts.jsonl --overlays $(DEMO)/overlays
 	@echo "first verdict:"; head -n 1 $(DEMO)/verdicts.jsonl
+	@echo "overlays: $(DEMO)/overlays/   (inspectd is in $(BIN): . $(BIN)/activate puts it on the PATH)"
+
+# The README's pictures from the shipped model and today's code: a real frame through the
+# whole pipeline, and the first NG cell of the demo's simulated frames with ground-truth tips.
+pictures: core
+	rm -rf $(PICS) && mkdir -p $(PICS)/real
+	ln -s "$(abspath $(REAL))/images/$(REAL_PICTURE).JPG" $(PICS)/real/
+	$(BIN)/inspectd replay $(PICS)/real --overlays $(PICS)/real-overlays
+	cp $(PICS)/real-overlays/$(REAL_PICTURE).jpg docs/overlay_real.jpg
+	$(BIN)/inspectd simulate $(PICS)/sim --count 8 --seed 1 --size 2048 --bit-depth 12
+	$(BIN)/inspectd replay $(PICS)/sim --tips labels --out $(PICS)/sim.jsonl --overlays $(PICS)/sim-overlays
+	first_ng=$$($(BIN)/python -c 'import json,sys; print(next(v["frame_id"] for v in map(json.loads, open(sys.argv[1])) if v["result"] == "NG"))' $(PICS)/sim.jsonl); \
+	  cp $(PICS)/sim-overlays/$$first_ng.jpg docs/overlay_example.jpg && echo "docs/overlay_example.jpg: $$first_ng"
 
 # System packages the tests use: systemd-analyze (unit verification); GStreamer
 # and its Python bindings (gst: source, preview sink, recordings; docs/acquisition.md).

@@ -58,6 +58,64 @@ def test_replay_missing_dir_is_usage_error(tmp_path):
 def test_watch_times_out_with_exit_1_when_nothing_publishes():
     p = cli("watch", "tcp://127.0.0.1:1", "--timeout", "0.5")
     assert p.returncode == 1
+    # it says what it waited for and why it gave up (stderr: stdout stays verdicts only)
+    assert "watching tcp://127.0.0.1:1, for 0.5 s: waiting for the daemon's heartbeat" in p.stderr
+    assert "gave up after 0.5 s: no heartbeat or verdict from tcp://127.0.0.1:1" in p.stderr
+    assert p.stdout == ""
+
+
+def test_watch_hints_when_nothing_arrives_for_a_while():
+    p = cli("watch", "tcp://127.0.0.1:1", "--timeout", "6")
+    assert p.returncode == 1
+    assert "nothing from tcp://127.0.0.1:1 in 5 s: is a daemon running with this --pub address" in p.stderr
+
+
+def test_replay_of_a_folder_without_frames_is_a_usage_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no frames here\n")
+    p = cli("replay", tmp_path, check=2)
+    assert f"no frames in {tmp_path}" in p.stderr and "docs/contracts.md" in p.stderr
+
+
+def test_a_missing_tip_model_is_refused_by_validate_config_replay_and_run(tmp_path):
+    station = tmp_path / "station.toml"
+    station.write_text('[engine]\nmodel = "nope.onnx"\n')
+    p = cli("validate-config", station, check=2)
+    assert "[engine] model: no HRNet tip model at nope.onnx" in p.stderr and "--tips labels" in p.stderr
+    assert "not checked" in cli("validate-config", station, "--tips", "labels", check=0).stdout
+    dump = tmp_path / "dump"
+    cli("simulate", dump, "--count", "1", "--size", "512", "--bit-depth", "8", check=0)
+    assert "replay: no HRNet tip model at nope.onnx" in cli("replay", dump, "-c", station, check=2).stderr
+    cli("replay", dump, "-c", station, "--tips", "labels", check=0)  # the oracle needs no model
+    run = cli(
+        "run", "-c", station, "--source", f"replay:{dump}", "--pub", "tcp://127.0.0.1:*", "--query",
+        "tcp://127.0.0.1:*", "--stop-after", "1", check=2,
+    )  # fmt: skip
+    refused = [json.loads(line) for line in run.stderr.splitlines() if '"daemon_refused"' in line]
+    assert refused and refused[0]["reason"] == "no_tip_model" and "nope.onnx" in refused[0]["error"]
+
+
+def test_a_broken_model_file_is_refused_too(tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"not an onnx model")
+    (tmp_path / "broken.json").write_text((REPO / "engines" / "hrnet_tips.json").read_text())
+    station = tmp_path / "station.toml"
+    station.write_text(f'[engine]\nmodel = "{bad}"\n')
+    p = cli("validate-config", station, check=2)
+    assert "failed to load" in p.stderr and str(bad) in p.stderr
+
+
+def test_train_and_export_document_every_option():
+    from dataclasses import fields
+
+    from inspectd.training.options import TrainOptions
+
+    text = cli("train", "--help", check=0).stdout
+    for f in fields(TrainOptions):
+        assert "--" + f.name.replace("_", "-") in text, f.name
+    assert "optimiser steps" in text and "fine-tune from" in text  # options carry their help
+    exp = cli("export", "--help", check=0).stdout
+    for opt in ("--calib", "--test", "--calib-frames", "--test-frames", "--opset", "--name", "--timing"):
+        assert opt in exp, opt
 
 
 def test_keys_generates_a_pair_and_refuses_to_overwrite(tmp_path):

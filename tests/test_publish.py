@@ -580,6 +580,28 @@ def test_archive_bound_deletes_oldest_first(tmp_path):
     assert again.total_bytes == arc.total_bytes and again.entries() == stems
 
 
+def test_archive_frames_are_compressed_losslessly_and_the_archive_says_where(tmp_path):
+    import tifffile
+
+    from inspectd.sim import SimOptions, render_frame
+
+    frame = render_frame(3, 0, SimOptions(size=768, bit_depth=12)).image  # detector-like content, not noise
+    log, cap = quiet_log()
+    sizes = {}
+    for comp in ("zlib", "none"):
+        arc = NgArchive(tmp_path / comp, max_mb=64, log=log, compression=comp)
+        assert arc.save("f", 1, frame, None, mk(1, "NG"))
+        tiff = tmp_path / comp / "1-f.tiff"
+        assert np.array_equal(tifffile.imread(tiff), frame)  # lossless either way
+        sizes[comp] = tiff.stat().st_size
+    assert sizes["zlib"] < 0.8 * sizes["none"], sizes  # 0.63 measured here; 0.32 on a 2048² frame
+    opened = events(cap, "ng_archive_opened")
+    assert opened[0]["dir"] == str((tmp_path / "zlib").resolve()) and opened[0]["max_mb"] == 64.0
+    assert opened[0]["compression"] == "zlib" and opened[1]["compression"] == "none"
+    with pytest.raises(ValueError, match="compression must be one of"):
+        NgArchive(tmp_path / "x", max_mb=1, log=log, compression="jpeg")
+
+
 def test_archive_disk_full_never_raises(tmp_path, monkeypatch):
     import inspectd.publish.archive as archive_mod
 

@@ -13,6 +13,9 @@ import re
 import tempfile
 from pathlib import Path
 
+from inspectd.evaluation.evaluate import evaluate_results
+from inspectd.frames import list_dump
+
 KEYS = ("n_images", "nme", "pck", "pcs", "miss_rate", "false_tip_rate", "error_px", "count_accuracy",
         "overhang_mae_mm", "overkill", "escape", "overkill_rate", "escape_rate", "confusion",
         "frames_without_verdict")  # fmt: skip
@@ -33,8 +36,6 @@ def score(dump: Path, verdicts: list[dict], pool: int | None = None, inspected_o
     inspected_only: the first verdict per frame that is not a TIMEOUT, over the
     frames that have one (the model's accuracy, apart from missed deadlines).
     """
-    from inspectd.evaluation.evaluate import evaluate_results
-    from inspectd.frames import list_dump
 
     first: dict[str, dict] = {}
     for v in verdicts:

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inspectd.bench.machine import REPO
+from inspectd.sim import SimOptions
+from inspectd.sim.dump import simulate_dump
+from inspectd.sources.sim import SimSourceConfig
 
 DEFAULT_CACHE = REPO / "runs" / "bench-cache"
 MARKER = ".complete"
@@ -28,8 +31,6 @@ def cache_root(explicit: Path | None = None) -> Path:
 
 def sim_options(size: int, bit_depth: int):
     """The simulator options of the bench dumps: those of the `sim:` source's defaults, so both agree."""
-    from inspectd.sim import SimOptions
-    from inspectd.sources.sim import SimSourceConfig
 
     d = SimSourceConfig()
     return SimOptions(size=size, bit_depth=bit_depth, defect_rate=d.defect_rate, orientation=d.orientation)
@@ -43,7 +44,6 @@ def ensure_dump(
     root: Path, size: int, bit_depth: int, seed: int, count: int, on_frame: Callable[[], None] | None = None
 ) -> tuple[Path, bool]:
     """The cached dump (rendered now if missing); returns (path, rendered_now)."""
-    from inspectd.sim.dump import simulate_dump
 
     d = dump_dir(root, size, bit_depth, seed, count)
     params = {"size": size, "bit_depth": bit_depth, "seed": seed, "count": count, "station": "BENCH"}

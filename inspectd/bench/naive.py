@@ -16,13 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+from inspectd.config import load_config
+from inspectd.frames import Frame, FrameReadError, list_dump, read_frame
+from inspectd.inspection.stages import Inspector
+from inspectd.pipeline.workers import load_default_detector
+
 
 def run_naive(dump: Path, frames: int, warmup: int, config: Path | None, verdicts_out: Path | None) -> dict:
-    from inspectd.config import load_config
-    from inspectd.frames import Frame, FrameReadError, list_dump, read_frame
-    from inspectd.inspection.stages import Inspector
-    from inspectd.pipeline.workers import load_default_detector
-
     t_load = time.perf_counter()
     cfg = load_config(config, {"station.name": "BENCH"})
     detector = load_default_detector(cfg.engine.model_dump(mode="json"))

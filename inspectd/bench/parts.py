@@ -24,17 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
+from inspectd.config import Config
+from inspectd.frames import list_dump, read_frame
+from inspectd.imaging.window import to_8bit
+from inspectd.inspection.corners import detect_corners
+from inspectd.inspection.roi import find_roi
+from inspectd.pipeline.workers import load_default_detector
+from inspectd.tips.infer import make_batch, merge_tiles
+
 
 def time_parts(dump: Path, frames: int, threads: int) -> dict:
     import cv2
-
-    from inspectd.config import Config
-    from inspectd.frames import list_dump, read_frame
-    from inspectd.tips.infer import make_batch, merge_tiles
-    from inspectd.pipeline.workers import load_default_detector
-    from inspectd.inspection.corners import detect_corners
-    from inspectd.inspection.roi import find_roi
-    from inspectd.imaging.window import to_8bit
 
     cfg = Config()
     cfg = cfg.model_copy(update={"engine": cfg.engine.model_copy(update={"threads": threads})})

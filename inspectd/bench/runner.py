@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspectd.bench import accuracy, stats
+from inspectd.bench import accuracy, report, stats
 from inspectd.bench.daemon_run import BenchRunError, run_daemon_case, write_config
 from inspectd.bench.frames import cache_root, ensure_dump
 from inspectd.bench.machine import REPO, busiest_processes, describe_machine, machine_busy_pct, machine_ticks
@@ -137,8 +137,6 @@ def run_bench(
 ) -> tuple[dict, dict[str, Path]]:
     """Run `scenario`; write JSON, CSV and plots under `out_dir`; return (result, written paths)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from inspectd.bench import report
 
     repeats = repeats or scenario.repeats
     started = dt.datetime.now(dt.UTC)

@@ -37,6 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
+from inspectd.config import Config, EngineConfig
+from inspectd.evaluation.metrics import evaluate
+from inspectd.frames import FrameReadError, iter_dump
+from inspectd.inspection.stages import TIP_DIRECTION, StageError, locate, preprocess, refine, roi_corners
+from inspectd.tips.crop import make_batch
+from inspectd.tips.detector import Tips
+from inspectd.tips.hrnet import load_detector
+from inspectd.tips.infer import merge_tiles
+
 __all__ = ["VARIANTS", "DECODERS", "run_ablation", "main"]
 
 CORNER_NS = (128, 256, 512)
@@ -50,7 +59,6 @@ UNITS = "fractions in [0, 1] (nme, pck_*, pcs_*, miss_rate; nme/pck/pcs normalis
 
 def _labelled_frames(dirs: list[Path], max_frames: int | None):
     """(frame, gt) of every readable, labelled frame of the dumps, in order, at most `max_frames` per dataset."""
-    from inspectd.frames import FrameReadError, iter_dump
 
     n = 0
     for d in dirs:
@@ -101,13 +109,6 @@ def run_ablation(
     tips, how many tips the correction moved, normaliser sources), per-dataset
     corner diagnostics and timings.
     """
-    from inspectd.config import Config, EngineConfig
-    from inspectd.evaluation.metrics import evaluate
-    from inspectd.tips.crop import make_batch
-    from inspectd.tips.infer import merge_tiles
-    from inspectd.inspection.stages import TIP_DIRECTION, StageError, locate, preprocess, refine, roi_corners
-    from inspectd.tips.hrnet import load_detector
-    from inspectd.tips.detector import Tips
 
     det = load_detector(EngineConfig(model=Path(model), threads=threads))
     base = Config()

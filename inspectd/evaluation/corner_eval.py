@@ -18,8 +18,9 @@ from scipy.spatial import cKDTree
 
 from inspectd.config import Config
 from inspectd.frames import FrameReadError, iter_dump
-from inspectd.inspection.stages import locate, roi_corners
 from inspectd.imaging.window import to_8bit
+from inspectd.inspection.stages import locate, roi_corners
+from inspectd.sim import SimOptions, render_frame
 
 NS = (128, 256, 512, 1024, 2048)
 
@@ -50,8 +51,6 @@ def recall_for_frames(frames, deltas: tuple[float, ...], cfg: Config | None = No
 
 
 def sim_frames(size: int, count: int, seed: int = 900):
-    from inspectd.sim import SimOptions, render_frame
-
     for i in range(count):
         f = render_frame(seed, i, SimOptions(size=size, bit_depth=12, defect_rate=0.3))
         yield to_8bit(f.image, 12), np.vstack([f.anode_tips, f.cathode_tips])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from inspectd.frames import FrameReadError, iter_dump
 from inspectd.evaluation.metrics import evaluate, format_table
+from inspectd.frames import FrameReadError, iter_dump
 
 # Sidecar `sim.orientation` -> tip direction, so overhang is measured along the right axis.
 _DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}

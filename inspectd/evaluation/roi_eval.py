@@ -20,9 +20,9 @@ import numpy as np
 
 from inspectd.config import CornerConfig, RoiConfig
 from inspectd.frames.dumps import read_image
+from inspectd.imaging.window import to_8bit
 from inspectd.inspection.corners import detect_corners
 from inspectd.inspection.roi import Roi, find_roi_detail
-from inspectd.imaging.window import to_8bit
 
 __all__ = ["evaluate_roi_on_masks", "corner_recall", "time_stage", "write_mosaic", "mask_box", "box_iou_cover"]
 

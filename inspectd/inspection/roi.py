@@ -66,8 +66,6 @@ import cv2
 import numpy as np
 
 from inspectd.config import RoiConfig
-from inspectd.inspection.corners import dense_clusters
-from inspectd.inspection.orientation import detect_orientation
 from inspectd.imaging.canonical import (
     Orientation,
     box_from_canonical,
@@ -75,6 +73,8 @@ from inspectd.imaging.canonical import (
     points_to_canonical,
     to_canonical,
 )
+from inspectd.inspection.corners import dense_clusters
+from inspectd.inspection.orientation import detect_orientation
 
 __all__ = ["Roi", "RoiDetail", "find_roi", "find_roi_detail"]
 

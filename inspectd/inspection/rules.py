@@ -40,8 +40,8 @@ import math
 import numpy as np
 
 from inspectd.config import RecipeConfig
-from inspectd.verdict import OverhangSummary, Reason, ReasonCode, Result
 from inspectd.inspection.measure import Measurement
+from inspectd.verdict import OverhangSummary, Reason, ReasonCode, Result
 
 __all__ = ["judge", "summarise_overhang"]
 

@@ -15,8 +15,16 @@ import numpy as np
 
 from inspectd.config import Config, CornerConfig
 from inspectd.frames import Frame, FrameReadError
-from inspectd.verdict import Reason, ReasonCode, Result, Verdict
+from inspectd.imaging.window import to_8bit
+from inspectd.inspection import line_end
+from inspectd.inspection.corner_select import select_tip_corners
+from inspectd.inspection.corners import detect_corners, detect_oriented_corners, refine_subpix
+from inspectd.inspection.correction import correct_tips
+from inspectd.inspection.measure import measure
+from inspectd.inspection.roi import find_roi
+from inspectd.inspection.rules import judge, summarise_overhang
 from inspectd.tips.detector import DetectionUnavailable, TipDetector, Tips
+from inspectd.verdict import Reason, ReasonCode, Result, Verdict
 
 # Unit vector of the direction the tips point, per ROI orientation name.
 TIP_DIRECTION = {"RIGHT": (1.0, 0.0), "LEFT": (-1.0, 0.0), "UP": (0.0, -1.0), "DOWN": (0.0, 1.0)}
@@ -42,8 +50,6 @@ class StageError(Exception):
 
 
 def preprocess(frame: Frame) -> np.ndarray:
-    from inspectd.imaging.window import to_8bit
-
     return to_8bit(frame.image, frame.bit_depth)
 
 
@@ -53,8 +59,6 @@ def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
     Tries the corner passes of `corner_attempts` in turn, so a hard frame costs
     a few ms more instead of an ERROR (a good cell thrown away).
     """
-    from inspectd.inspection.corners import detect_corners
-    from inspectd.inspection.roi import find_roi
 
     corners = np.zeros((0, 3), np.float32)
     for ccfg in corner_attempts(cfg.corners, img8.shape):
@@ -101,9 +105,6 @@ def roi_corners(img8: np.ndarray, roi, cfg: Config) -> np.ndarray:
     (`correction.snap_to_line_end`, inspection/line_end.py). Rows are
     ``[x, y, Harris score]`` in selection order.
     """
-    from inspectd.inspection import line_end
-    from inspectd.inspection.corner_select import select_tip_corners
-    from inspectd.inspection.corners import detect_oriented_corners, refine_subpix
 
     cc = cfg.correction
     h, w = img8.shape
@@ -139,16 +140,12 @@ def refine(tips: Tips, corners: np.ndarray, img8: np.ndarray, cfg: Config) -> Ti
     """Corner-guided correction (paper §2.3); one reference pattern over both classes, as the paper."""
     if not cfg.correction.enabled:
         return tips
-    from inspectd.inspection.correction import correct_tips
 
     a, c = correct_tips(tips.anode, tips.cathode, corners, img8, cfg.correction)
     return Tips(anode=a.points, cathode=c.points)
 
 
 def measure_and_judge(tips: Tips, roi: object, mm_per_px: float, cfg: Config) -> tuple[Result, list[Reason], dict]:
-    from inspectd.inspection.measure import measure
-    from inspectd.inspection.rules import judge, summarise_overhang
-
     direction = TIP_DIRECTION[roi.orientation.name]
     m = measure(tips.anode, tips.cathode, direction, mm_per_px)
     result, reasons = judge(m, cfg.recipe)

@@ -27,7 +27,7 @@ regression of Gaussian targets). Input: (B, 1, H, W), H and W multiples of 32.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn

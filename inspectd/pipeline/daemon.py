@@ -51,12 +51,17 @@ import numpy as np
 
 from inspectd.config import Config, ConfigError, load_config
 from inspectd.frames import Frame, FrameReadError
+from inspectd.imaging.overlay import render_overlay
+from inspectd.imaging.window import to_8bit
 from inspectd.observability import Metrics, SdNotify, configure_logging, get_logger
 from inspectd.pipeline.shm_ring import FrameRing, FrameTooLarge, RingError, SlotRef, slot_bytes_for
 from inspectd.pipeline.supervisor import WorkerHandle, WorkerPool
 from inspectd.pipeline.triggers import Trigger, TriggerListener, TriggerMatcher
-from inspectd.pipeline.workers import WorkerSpec, default_detector_factory
+from inspectd.pipeline.workers import WorkerSpec, default_detector_factory, load_default_detector
+from inspectd.publish.metrics import PublishMetrics
+from inspectd.publish.publisher import Publisher, PublishError
 from inspectd.sources import EndOfStream, SourceError, open_source, parse_source_uri
+from inspectd.tips.detector import LabelOracle
 from inspectd.verdict import Reason, ReasonCode, Result, Verdict
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Daemon", "main", "run_daemon"]
@@ -224,8 +229,6 @@ class Daemon:
                 where = f"{cfg.observability.metrics_addr}:{cfg.observability.metrics_port}"
                 self.log.error("metrics_failed", msg=f"cannot serve metrics on {where}: {e}")
                 return EXIT_FAILED
-        from inspectd.publish.metrics import PublishMetrics
-        from inspectd.publish.publisher import Publisher, PublishError
 
         self.publisher = Publisher(
             cfg.publish,
@@ -904,7 +907,6 @@ class Daemon:
     def _try_publish(self, verdict: Verdict, frame_id: str) -> Verdict | None:
         """Publish (journal + wire): the verdict with its seq, or None while the publisher fails (retried next
         pass, fatal after a while)."""
-        from inspectd.publish.publisher import PublishError
 
         try:
             published = self.publisher.publish(verdict)
@@ -1039,9 +1041,6 @@ class Daemon:
             )
 
     def _archive_main(self) -> None:
-        from inspectd.imaging.overlay import render_overlay
-        from inspectd.imaging.window import to_8bit
-
         archive = self.publisher.archive
         while True:
             item = self._archive_q.get()
@@ -1207,9 +1206,20 @@ def run_daemon(
     Returns the exit code: 0 drained cleanly; 1 failed at run time (worker restart
     budget, publisher, ring); 2 bad source URI. Must be called from the main thread
     (it installs signal handlers). `detector_factory` must be picklable; default:
-    HrnetDetector from `cfg.engine` if its model exists, else NoDetector.
+    HrnetDetector from `cfg.engine`. Without a factory the model must exist and
+    load here first, or the daemon refuses to start (exit 2): a station whose
+    every frame says ERROR DETECTION_UNAVAILABLE looks alive and rejects every cell.
     """
     configure_logging(cfg.observability.log_level, cfg.observability.log_json)
+    if detector_factory is None:
+        det = load_default_detector(cfg.engine.model_dump())
+        if det.name == "none":
+            get_logger(proc="main").error(
+                "daemon_refused", reason="no_tip_model", error=det.why, model=str(cfg.engine.model),
+                hint="set [engine] model to an .onnx with its card, or run with --tips labels",
+            )  # fmt: skip
+            return EXIT_USAGE
+        del det
     d = Daemon(
         cfg,
         config_path=config_path,
@@ -1226,8 +1236,6 @@ def _detector_from_spec(spec: str):
     if spec == "model":
         return None
     if spec == "labels":
-        from inspectd.tips.detector import LabelOracle
-
         return LabelOracle
     mod, _, attr = spec.partition(":")
     if not mod or not attr:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from inspectd.config import Config
 from inspectd.frames import iter_dump, list_dump
+from inspectd.imaging.overlay import write_overlay
 from inspectd.inspection.stages import Inspection, Inspector
 from inspectd.tips.detector import TipDetector
 
@@ -39,8 +40,6 @@ def replay_dump(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
     if overlays is not None:
-        from inspectd.imaging.overlay import write_overlay
-
         overlays.mkdir(parents=True, exist_ok=True)
     sink = out.open("w", encoding="utf-8") if out is not None else None
     try:

@@ -31,7 +31,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inspectd.config import Config, EngineConfig, RecipeConfig
+from inspectd.frames import Frame, Sidecar
+from inspectd.inspection.stages import Inspector
+from inspectd.observability import configure_logging, get_logger
 from inspectd.pipeline.shm_ring import RingReader
+from inspectd.sim import SimOptions, render_frame
+from inspectd.sim.dump import sim_frame_to_frame
+from inspectd.tips.detector import LabelOracle, NoDetector
+from inspectd.tips.hrnet import load_detector
 
 __all__ = ["WorkerSpec", "worker_main", "default_detector_factory", "load_default_detector"]
 
@@ -55,9 +63,6 @@ def load_default_detector(engine: dict) -> object:
     """HrnetDetector from `[engine]` if its model file exists and loads, else an honest NoDetector."""
     from pathlib import Path
 
-    from inspectd.config import EngineConfig
-    from inspectd.tips.detector import NoDetector
-
     ecfg = EngineConfig.model_validate(engine)
     model = Path(ecfg.model)
     if not model.is_absolute() and not model.is_file():
@@ -67,10 +72,6 @@ def load_default_detector(engine: dict) -> object:
             ecfg = ecfg.model_copy(update={"model": shipped})
     if not Path(ecfg.model).is_file():
         return NoDetector(f"no HRNet tip model at {ecfg.model} (engine {ecfg.type})")
-    try:
-        from inspectd.tips.hrnet import load_detector
-    except ImportError as e:
-        return NoDetector(f"HRNet detector not available: {e}")
     try:
         return load_detector(ecfg)
     except Exception as e:  # a broken model file: every frame says so, the daemon keeps running
@@ -91,11 +92,6 @@ def _warmup(inspector) -> None:
     """
     import scipy.signal  # noqa: F401  (the ROI's layer counting; ~1 s to import)
 
-    from inspectd.inspection.stages import Inspector
-    from inspectd.sim import SimOptions, render_frame
-    from inspectd.sim.dump import sim_frame_to_frame
-    from inspectd.tips.detector import LabelOracle
-
     frame = sim_frame_to_frame(render_frame(0, 0, SimOptions(size=512, bit_depth=8, defect_rate=0.0)), 0, 0, "warmup")
     Inspector(inspector.cfg, LabelOracle()).inspect(frame, 0)
 
@@ -107,7 +103,6 @@ def worker_main(spec: WorkerSpec, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from inspectd.observability import configure_logging, get_logger
 
     configure_logging(spec.log_level, spec.log_json)
     log = get_logger(proc=f"worker-{spec.wid}", pid=os.getpid())
@@ -120,11 +115,6 @@ def worker_main(spec: WorkerSpec, conn) -> None:
             conn.send(("fatal", f"cannot attach frame ring {spec.ring_name}: {e}"))
         finally:
             os._exit(3)
-
-    from inspectd.config import Config, RecipeConfig
-    from inspectd.frames import Frame, Sidecar
-    from inspectd.inspection.stages import Inspector
-    from inspectd.tips.detector import NoDetector
 
     if spec.cv_threads > 0:
         # Workers are the parallelism: N workers x OpenCV's own pool of ncpu threads oversubscribe

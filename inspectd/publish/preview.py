@@ -40,6 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from inspectd.config import PreviewConfig
+from inspectd.imaging.overlay import render_overlay
+from inspectd.imaging.window import to_8bit
+from inspectd.observability import configure_logging, get_logger
+from inspectd.verdict import Verdict
 
 QUEUE_SIZE = 2
 RTP_CAPS = "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96"
@@ -79,9 +83,6 @@ def letterbox(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def render_preview(grab: Grab, verdict, size: tuple[int, int]) -> np.ndarray:
     """The overlay of `verdict` on a decimated frame, letterboxed into `size` (BGR uint8)."""
     from types import SimpleNamespace
-
-    from inspectd.imaging.overlay import render_overlay
-    from inspectd.imaging.window import to_8bit
 
     k = grab.k
     img8 = to_8bit(grab.image, grab.bit_depth)
@@ -131,9 +132,6 @@ def muxer_name(cfg: PreviewConfig) -> str:
 def _preview_main(cfg_json: str, q, conn, log_level: str, log_json: bool) -> None:  # pragma: no cover - child
     import os
     import signal
-
-    from inspectd.observability import configure_logging, get_logger
-    from inspectd.verdict import Verdict
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's: it drains, then stops us with the sentinel
     parent = os.getppid()

@@ -143,7 +143,11 @@ class Publisher:
             if cfg.archive_dir is not None:
                 try:
                     self.archive = NgArchive(
-                        cfg.archive_dir, cfg.archive_max_mb, log=self._log, metrics=self._metrics
+                        cfg.archive_dir,
+                        cfg.archive_max_mb,
+                        log=self._log,
+                        metrics=self._metrics,
+                        compression=cfg.archive_compression,
                     )
                 except OSError as e:
                     raise PublishError(f"NG archive dir {cfg.archive_dir}: {e.strerror or e}") from e

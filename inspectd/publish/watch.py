@@ -33,6 +33,7 @@ import zmq
 from inspectd.publish.query import QueryClient, QueryError
 
 MAX_RECOVERY_ATTEMPTS = 3
+SILENT_HINT_S = 5.0  # no message this long after connecting: say what may be wrong, once
 
 
 def format_verdict(v: dict, recovered: bool = False) -> str:
@@ -277,15 +278,21 @@ def watch(
     json_lines: bool = False,
     server_key: str | Path | None = None,
     client_secret: str | Path | None = None,
+    status: Callable[[str], Any] | None = None,
 ) -> int:
     """Subscribe to a daemon's verdicts and print them; see the module docstring.
 
     `count`: stop after that many verdict lines (live + recovered); `timeout_s`:
     stop after that long.  CURVE: `server_key` (the daemon's public ``.key``)
     and `client_secret` (this client's ``.key_secret``, whose ``.key`` is in the
-    daemon's clients dir).  Returns 0, or 1 if it timed out without receiving
-    any message.
+    daemon's clients dir).  `status` gets what the watch is waiting for and
+    why it stops (default: stderr, so stdout stays verdicts only). Returns 0,
+    or 1 if it timed out without receiving any message.
     """
+    if status is None:
+        def status(text: str) -> None:
+            print(text, file=sys.stderr, flush=True)
+
     ctx = zmq.Context()
     w = _Watcher(address, query, station, out, json_lines, (server_key, client_secret), timeout_s)
     sub = ctx.socket(zmq.SUB)
@@ -305,8 +312,18 @@ def watch(
         sub.setsockopt_string(zmq.SUBSCRIBE, topic)
         sub.setsockopt_string(zmq.SUBSCRIBE, "heartbeat")
         sub.connect(address)
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        t0 = time.monotonic()
+        deadline = None if timeout_s is None else t0 + timeout_s
+        hinted = False
+        until = f", for {timeout_s:g} s" if timeout_s is not None else ""
+        status(f"watching {address}{until}: waiting for the daemon's heartbeat (one a second) and its verdicts")
         while count is None or w.printed < count:
+            if not w.got_message and not hinted and time.monotonic() - t0 > SILENT_HINT_S:
+                hinted = True
+                status(
+                    f"nothing from {address} in {SILENT_HINT_S:g} s: is a daemon running with this --pub address "
+                    "(inspectd run --pub ...)? Behind CURVE, pass --server-key and --client-secret"
+                )
             wait = 0.5
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
@@ -319,6 +336,8 @@ def watch(
             if len(frames) != 2:
                 w.note("bad_message", f"message with {len(frames)} frames ignored", frames=len(frames))
                 continue
+            if not w.got_message:
+                status(f"receiving from {address}")
             w.got_message = True
             t, payload = frames
             if t == b"heartbeat":
@@ -331,6 +350,11 @@ def watch(
         w.close()
         sub.close(0)
         ctx.term()
+    if timed_out:
+        if w.got_message:
+            status(f"stopped after {timeout_s:g} s ({w.printed} verdicts)")
+        else:
+            status(f"gave up after {timeout_s:g} s: no heartbeat or verdict from {address}")
     return 1 if timed_out and not w.got_message else 0
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import as_completed
 from pathlib import Path
 
-from inspectd.forking import forked_pool
+from inspectd.forking import forked_pool, result_or_raise
 from inspectd.frames import Frame, Sidecar, TipLabels, write_frame
 from inspectd.sim import SimFrame, SimOptions, render_frame
 
@@ -71,8 +70,8 @@ def simulate_dump(
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         with forked_pool(workers) as pool:
             futures = [pool.submit(_render_and_write, out_dir, seed, i, opts, station) for i in range(count)]
-            for fut in as_completed(futures):
-                stats[fut.result()] += 1
+            for fut in futures:
+                stats[result_or_raise(pool, fut)] += 1
                 if on_frame:
                     on_frame()
     stats["seconds"] = time.perf_counter() - t0

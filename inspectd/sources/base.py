@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+import inspectd.sources as pkg
 from inspectd.frames import Frame, FrameReadError
 
 __all__ = [
@@ -100,7 +101,6 @@ def _registry() -> dict[str, _Plugin]:
     global _REGISTRY
     if _REGISTRY is not None:
         return _REGISTRY
-    import inspectd.sources as pkg
 
     reg: dict[str, _Plugin] = {}
     for info in pkgutil.iter_modules(pkg.__path__):

@@ -48,7 +48,6 @@ import numpy as np
 from inspectd.imaging.canonical import (
     Orientation,
     box_to_canonical,
-    canonical_shape,
     points_from_canonical,
     points_to_canonical,
     to_canonical,

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from inspectd.backends import load_engine
+from inspectd.backends.base import EngineError
+from inspectd.tips.card import ModelCard, card_path, load_card
+from inspectd.tips.crop import InputSpec
 from inspectd.tips.detector import DetectionUnavailable, Tips
+from inspectd.tips.infer import detect_tips
 
 __all__ = ["HrnetDetector", "load_detector"]
 
@@ -37,8 +42,6 @@ class HrnetDetector:
         decoder: str | None = None,
         back_pitches: float | None = None,
     ):
-        from inspectd.tips.card import ModelCard, load_card
-
         self.engine = engine
         self.card = card if isinstance(card, ModelCard) else load_card(card)
         self.spec = self.card.input_spec()
@@ -54,8 +57,6 @@ class HrnetDetector:
     def detect(self, frame, img8: np.ndarray, roi: object) -> Tips:
         if roi is None:
             raise DetectionUnavailable(f"{getattr(frame, 'frame_id', '?')}: no ROI to search for tips")
-        from inspectd.backends.base import EngineError
-        from inspectd.tips.infer import detect_tips
 
         try:
             if not self._loaded:
@@ -74,16 +75,12 @@ def load_detector(engine_cfg, *, warmup: bool = True) -> HrnetDetector:
     For the torch backend the card is the .json next to the checkpoint if one
     exists, else it is built from the checkpoint itself.
     """
-    from inspectd.backends import load_engine
-    from inspectd.tips.card import ModelCard, card_path
 
     eng = load_engine(engine_cfg, load=True, warmup=warmup)
     cp = card_path(engine_cfg.model)
     if cp.is_file():
         card = cp
     elif getattr(eng, "checkpoint", None) is not None:
-        from inspectd.tips.crop import InputSpec
-
         ck = eng.checkpoint
         card = ModelCard(
             name=ck["model_config"]["name"], input=InputSpec.for_inference(ck["input_spec"]).to_dict(), decode=ck["codec"],

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspectd.imaging.canonical import points_to_canonical
 from inspectd.tips.codec import HeatmapCodec
 from inspectd.tips.crop import CropPlan, InputSpec, make_batch
-from inspectd.imaging.canonical import points_to_canonical
 
 __all__ = ["FrameTips", "detect_tips", "drop_stray_back_cathodes", "merge_tiles"]
 

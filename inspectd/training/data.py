@@ -24,28 +24,27 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
-from inspectd.forking import forked_pool
+from inspectd.forking import forked_pool, result_or_raise
 from inspectd.frames import iter_dump
 from inspectd.frames.dumps import FrameReadError, list_dump, read_frame
 from inspectd.frames.model import FrameError
+from inspectd.imaging.canonical import points_to_canonical, to_canonical
+from inspectd.imaging.window import window_limits
 from inspectd.tips.codec import HeatmapCodec
 from inspectd.tips.crop import (
     InputSpec,
-    affine,
     aa_sigma,
+    affine,
     labels_pitch,
     normalise,
     orientation_from_labels,
     render_tile,
     source_box,
 )
-from inspectd.imaging.canonical import Orientation, points_to_canonical, to_canonical
-from inspectd.imaging.window import window_limits
 
 __all__ = ["AugConfig", "CachedFrame", "load_frames", "find_dumps", "sample", "make_batch_train", "frame_weights"]
 
@@ -176,8 +175,8 @@ def load_frames(
         if workers > 1 and limit is None:
             paths = list_dump(d)
             with forked_pool(workers) as pool:
-                cached = pool.map(_cache_file, paths, repeat(spec), repeat(aug), chunksize=8)
-                got = [c for c in cached if c is not None]
+                futures = [pool.submit(_cache_file, p, spec, aug) for p in paths]
+                got = [c for c in (result_or_raise(pool, f) for f in futures) if c is not None]
             out += got
             n = len(got)
         else:

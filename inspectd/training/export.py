@@ -31,7 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
 from inspectd.tips.card import CARD_SCHEMA, ModelCard, card_path, sha256_file
+from inspectd.tips.codec import HeatmapCodec
+from inspectd.tips.crop import InputSpec, make_batch
 
 __all__ = ["export_onnx", "describe_dumps", "time_engine", "main"]
 
@@ -77,7 +80,6 @@ def time_engine(onnx_path: Path, shapes=((256, 192), (320, 224), (512, 256), (70
     """ONNX Runtime ms per tile (batch 1, `threads` intra-op threads): p10, median, p90 per input shape.
 
     On a shared machine the p10 is the figure to compare (the median includes other jobs' load)."""
-    from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
 
     eng = OnnxRuntimeEngine(OnnxRuntimeConfig(model=onnx_path, threads=threads))
     eng.load()
@@ -114,11 +116,9 @@ def export_onnx(
     """Export `checkpoint` (last.pt / best.pt) to `out_path` (.onnx) and write the card beside it."""
     import torch
 
-    from inspectd.tips.codec import HeatmapCodec
-    from inspectd.tips.crop import InputSpec, make_batch
-    from inspectd.training.data import find_dumps
-    from inspectd.nets.hrnet import count_params
     from inspectd.nets.checkpoint import load_checkpoint, torch_infer
+    from inspectd.nets.hrnet import count_params
+    from inspectd.training.data import find_dumps
     from inspectd.training.train import val_frames, validate
 
     out_path = Path(out_path)
@@ -141,7 +141,6 @@ def export_onnx(
     tmp.replace(out_path)
 
     # -- torch vs ONNX Runtime
-    from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
 
     eng = OnnxRuntimeEngine(OnnxRuntimeConfig(model=out_path))
     eng.load()

@@ -27,12 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
+from inspectd.tips.card import card_path, load_card, sha256_file
+from inspectd.tips.crop import make_batch
+
 __all__ = ["calibration_tiles", "compare", "head_nodes", "quantize_int8"]
 
 
 def calibration_tiles(frames, spec, n: int) -> list[np.ndarray]:
     """Up to `n` single tiles (1, 1, H, W) cut from `frames` (`train.ValFrame`s) as inference cuts them."""
-    from inspectd.tips.crop import make_batch
 
     tiles: list[np.ndarray] = []
     for vf in frames:
@@ -52,7 +55,13 @@ def head_nodes(model_path: Path | str) -> list[str]:
 
 def quantize_int8(src: Path | str, out: Path | str, tiles: list[np.ndarray], keep_fp32: list[str] | None = None) -> Path:
     """Write the int8 QDQ model of `src` to `out`, activation ranges from `tiles`."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not tiles:
@@ -95,7 +104,6 @@ def _time_tiles(engines: dict, tiles: list[np.ndarray], rounds: int) -> dict:
 
 def compare(models: dict[str, Path], frames, spec, codec, *, threads: int = 2, rounds: int = 5, n_tiles: int = 40) -> dict:
     """Accuracy (DARK at the card's threshold) and ms per tile of each model on the same `frames`."""
-    from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
     from inspectd.training.train import validate
 
     engines = {}
@@ -127,7 +135,6 @@ def compare(models: dict[str, Path], frames, spec, codec, *, threads: int = 2, r
 
 
 def main(argv: list[str] | None = None) -> int:
-    from inspectd.tips.card import card_path, load_card, sha256_file
     from inspectd.training.data import find_dumps
     from inspectd.training.train import val_frames
 

@@ -32,85 +32,29 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from inspectd.forking import fork_context
-from inspectd.nets.checkpoint import load_checkpoint, torch_infer
+from inspectd.config import RoiConfig
+from inspectd.evaluation.metrics import default_gate, match_tips
+from inspectd.forking import fork_context, result_or_raise, shutdown_pool
+from inspectd.frames import iter_dump
+from inspectd.frames.dumps import FrameReadError
+from inspectd.imaging.canonical import box_from_canonical, canonical_shape, points_to_canonical
+from inspectd.imaging.window import to_8bit
+from inspectd.inspection.roi import Roi
+from inspectd.nets.checkpoint import torch_infer
 from inspectd.tips.codec import HeatmapCodec
-from inspectd.tips.crop import InputSpec
-from inspectd.training.data import AugConfig, find_dumps, frame_weights, load_frames, make_batch_train
+from inspectd.tips.crop import InputSpec, make_batch, orientation_from_labels
+from inspectd.tips.infer import merge_tiles
+from inspectd.training.data import find_dumps, frame_weights, load_frames, make_batch_train
+from inspectd.training.options import TrainOptions
 
 __all__ = ["TrainOptions", "train", "main", "validate", "val_frames"]
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.10, 0.71, 0.05))
-
-
-@dataclass
-class TrainOptions:
-    # data
-    val: list[str] | None = None  # held-out dump(s); default: <data>/../val if it exists
-    val_frames: int = 120  # frames used by the validation pass (spread over the val dumps)
-    limit_per_dump: int | None = None  # cap frames per training dump (tests, smoke runs)
-    # model
-    variant: str = "w12s"  # hrnet.VARIANTS: w18s, w18s_v2, w12s, tiny
-    head_stride: int = 2
-    head_channels: int = 16
-    head_blocks: int = 1
-    stem_skip: bool = False
-    # fine-tuning: start from this checkpoint's weights (same architecture); the optimiser and the
-    # learning-rate schedule start afresh, the input spec / augmentation may differ (e.g. wider tiles)
-    init: str | None = None
-    # input / targets
-    pitch_in: float = 8.0
-    tile_w: int = 192
-    tile_h: int = 256
-    sigma: float = 1.0  # target Gaussian, heatmap px
-    # optimisation
-    steps: int = 8000
-    batch: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup: int = 200
-    lr_final: float = 0.02  # cosine decay to this fraction of lr
-    loss: str = "wmse"  # mse | wmse (foreground-weighted: 1 + fg_weight * target)
-    fg_weight: float = 10.0
-    grad_clip: float = 5.0
-    seed: int = 0
-    threads: int = 2
-    # where the steps run and who makes the batches (bookkeeping: may change on resume; a batch is a
-    # function of (seed, step) whoever makes it)
-    device: str = "cpu"  # cpu | cuda | auto (cuda when torch sees a GPU)
-    workers: int = 0  # processes making batches ahead of the steps (0: in the training loop)
-    # bookkeeping
-    ckpt_every: int = 200
-    val_every: int = 1000
-    log_every: int = 20
-    resume: bool = False
-    max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time
-    stop_at: int | None = None  # stop (with a checkpoint) at this step; the schedule still spans `steps`
-    progress: bool | None = None  # rich progress bar (default: when stderr is a terminal)
-    aug: dict = field(default_factory=dict)  # AugConfig overrides
-    oversample: dict = field(default_factory=dict)  # defect kind -> sampling weight, e.g. {"extra_layer": 4}
-
-    def spec(self) -> InputSpec:
-        return InputSpec(pitch_in=self.pitch_in, tile_w=self.tile_w, tile_h=self.tile_h)
-
-    def codec(self) -> HeatmapCodec:
-        return HeatmapCodec(stride=self.head_stride, sigma=self.sigma)
-
-    def aug_config(self) -> AugConfig:
-        return AugConfig(**self.aug)
-
-    def model_overrides(self) -> dict:
-        return dict(
-            head_stride=self.head_stride,
-            head_channels=self.head_channels,
-            head_blocks=self.head_blocks,
-            stem_skip=self.stem_skip,
-        )
 
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainOptions)}
@@ -155,9 +99,6 @@ def _atomic_save(obj, path: Path) -> None:
 
 def roi_from_labels(anode: np.ndarray, cathode: np.ndarray, shape, rng: np.random.Generator | None = None):
     """A ROI box around labelled tips padded the way `find_roi` pads its box (docs/roi.md)."""
-    from inspectd.tips.crop import orientation_from_labels
-    from inspectd.imaging.canonical import box_from_canonical, canonical_shape, points_to_canonical
-    from inspectd.inspection.roi import Roi
 
     o = orientation_from_labels(anode, cathode)
     pts = points_to_canonical(np.vstack([anode, cathode]), o, shape)
@@ -166,7 +107,6 @@ def roi_from_labels(anode: np.ndarray, cathode: np.ndarray, shape, rng: np.rando
     y0, y1 = pts[:, 1].min(), pts[:, 1].max()
     x0, x1 = pts[:, 0].min(), pts[:, 0].max()
     h = y1 - y0
-    from inspectd.config import RoiConfig
 
     rc = RoiConfig()
     lam, mf, py, mp = (getattr(rc, k, d) for k, d in (("lam", 0.26), ("margin_frac", 0.03), ("pad_y", 0.09), ("margin_px", 8)))
@@ -194,9 +134,6 @@ class ValFrame:
 
 def val_frames(dumps: list[Path], n: int, roi: str = "labels") -> list[ValFrame]:
     """Up to `n` labelled frames spread over `dumps` (the first frames of each, proportionally)."""
-    from inspectd.frames.dumps import FrameReadError
-    from inspectd.frames import iter_dump
-    from inspectd.imaging.window import to_8bit
 
     per = max(1, int(math.ceil(n / max(1, len(dumps)))))
     out = []
@@ -210,10 +147,9 @@ def val_frames(dumps: list[Path], n: int, roi: str = "labels") -> list[ValFrame]
                 continue
             img8 = to_8bit(fr.image, fr.bit_depth)
             if roi == "find_roi":
-                from inspectd.config import CornerConfig
+                from inspectd.config import CornerConfig, RoiConfig
                 from inspectd.inspection.corners import detect_corners
                 from inspectd.inspection.roi import find_roi
-                from inspectd.config import RoiConfig
 
                 r = find_roi(img8, detect_corners(img8, CornerConfig()), RoiConfig())
             else:
@@ -229,9 +165,6 @@ def validate(
     infer, frames: list[ValFrame], spec: InputSpec, codec: HeatmapCodec, thresholds=THRESHOLDS, methods=("argmax", "quarter", "dark")
 ) -> dict:
     """Run the inference path on `frames`; errors (full-frame px), miss/false rates per threshold and decoder."""
-    from inspectd.evaluation.metrics import default_gate, match_tips
-    from inspectd.tips.infer import merge_tiles
-    from inspectd.tips.crop import make_batch
 
     lo_thr = min(thresholds)
     res = {m: {t: {"err": [], "miss": 0, "false": 0, "n_gt": 0, "n_pred": 0} for t in thresholds} for m in methods}
@@ -389,7 +322,7 @@ class BatchStream:
                     )
                     self._fill(steps)
             self._fill(steps)
-            return self._pending.pop(step).result()
+            return result_or_raise(self._pool, self._pending.pop(step))
         except BrokenProcessPool as e:
             raise RuntimeError(
                 f"a batch worker process died while making step {step}'s batch (out of memory? killed?)"
@@ -397,7 +330,7 @@ class BatchStream:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            shutdown_pool(self._pool)
             self._pool = None
             self._pending.clear()
 
