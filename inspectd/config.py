@@ -12,7 +12,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from inspectd.backends import BACKENDS, EngineConfig, OnnxRuntimeConfig
 
 
 class _Strict(BaseModel):
@@ -116,24 +118,6 @@ class CorrectionConfig(_Strict):
     subpix_win: int = Field(0, ge=0, le=10, description="half-window (px) of cv2.cornerSubPix before the snap; 0 = off")
 
 
-class EngineConfig(_Strict):
-    """Which heatmap engine runs HRNet."""
-
-    type: Literal["onnxruntime", "torch", "tensorrt"] = "onnxruntime"
-    model: Path = Path("engines/hrnet_tips.onnx")
-    threads: int = Field(2, ge=1, le=64)
-    # How far behind the anode front the model looks, in same-class layer pitches (tips/crop.py).
-    # It must cover the recipe's overhang_max_mm / the layer pitch in mm, plus margin, or a cathode
-    # pulled back past the limit is missed (COUNT_MISMATCH instead of OVERHANG_MAX at its layer).
-    # Unset: the model card's value (40 for the shipped model: the simulator's worst case, 5.1 mm at a
-    # 0.14 mm pitch; on held-out sim frames it found 18 of 19 such cathodes the ROI-sized tiles
-    # missed, for ~40 % more tile area, docs/model.md). The card is the one place the default lives.
-    back_pitches: float | None = Field(
-        None, ge=0, le=200,
-        description="tiles reach this many layer pitches behind the front; 0 = ROI-sized tiles; unset = the model card's",
-    )  # fmt: skip
-
-
 class SourceConfig(_Strict):
     """Where frames come from, as a URI (replay:DIR, sim:, genicam:, gst:)."""
 
@@ -216,7 +200,14 @@ class Config(_Strict):
     corners: CornerConfig = CornerConfig()
     roi: RoiConfig = RoiConfig()
     correction: CorrectionConfig = CorrectionConfig()
-    engine: EngineConfig = EngineConfig()
+    engine: EngineConfig = Field(default_factory=OnnxRuntimeConfig)  # one of backends.BACKENDS, by `type`
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _default_engine_type(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "type" not in v:
+            return {"type": "onnxruntime", **v}  # `[engine]` without a type: the default backend
+        return v
     source: SourceConfig = SourceConfig()
     trigger: TriggerConfig = TriggerConfig()
     publish: PublishConfig = PublishConfig()
@@ -289,10 +280,16 @@ def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None
         problems = []
         for err in e.errors():
             loc = tuple(err["loc"])
+            if len(loc) > 1 and loc[0] == "engine" and loc[1] in BACKENDS:
+                loc = loc[:1] + loc[2:]  # the union's tag (the backend) is not a key in the file
             line = _key_line(text, loc) if text else None
             key = ".".join(str(x) for x in loc) or "<root>"
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (not part of the station config)"
+                if loc[:1] == ("engine",):
+                    msg = f"unknown key for engine type {(data.get('engine') or {}).get('type', 'onnxruntime')!r}"
+            elif err["type"] == "union_tag_invalid":
+                msg = f"type must be one of {sorted(BACKENDS)}, not {err['input'].get('type')!r}"
             problems.append(f"{line if line else ''}: {key}: {msg}")
         raise ConfigError(p, problems) from e

@@ -1,4 +1,4 @@
-"""Logs, metrics and systemd notifications for the daemon (docs/architecture.mddocs/daemon.md).
+"""Logs, metrics and systemd notifications for the daemon (docs/daemon.md).
 
 - `configure_logging`: structlog, one JSON object per line on stderr (journald
   keeps it), level from ``[observability] log_level``; ``log_json = false`` gives

@@ -66,14 +66,14 @@ def slow_tips(tmp_path_factory) -> Path:
 
 
 class Daemon:
-    """`python -m inspectd.pipeline.daemon` with its JSON log lines parsed as they come."""
+    """`python -m inspectd.pipeline.run` with its JSON log lines parsed as they come."""
 
     def __init__(self, cwd: Path, *args: str, env: dict | None = None, pythonpath: Path | None = None):
         e = dict(os.environ)
         e["PYTHONPATH"] = os.pathsep.join(p for p in (str(pythonpath or ""), str(REPO)) if p)
         e.pop("NOTIFY_SOCKET", None)
         e.update(env or {})
-        cmd = [sys.executable, "-m", "inspectd.pipeline.daemon", "--pub", "tcp://127.0.0.1:*",
+        cmd = [sys.executable, "-m", "inspectd.pipeline.run", "--pub", "tcp://127.0.0.1:*",
                "--query", "tcp://127.0.0.1:*", "--metrics-port", "0", *args]  # fmt: skip
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: list[dict] = []

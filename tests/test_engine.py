@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspectd.backends import EngineError, backend_config, load_engine
-from inspectd.config import EngineConfig
+from inspectd.backends import EngineError, OnnxRuntimeConfig, load_engine
+from inspectd.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "engines" / "hrnet_tips.onnx"
@@ -32,24 +32,47 @@ def tiny_onnx(tmp_path_factory):
     return path
 
 
-def test_config_discriminators():
-    ort_cfg = backend_config(EngineConfig(type="onnxruntime", model=Path("x.onnx"), threads=3))
-    assert ort_cfg.type == "onnxruntime" and ort_cfg.threads == 3 and ort_cfg.model == Path("x.onnx")
-    assert backend_config(EngineConfig(type="torch", model=Path("x.pt"))).type == "torch"
-    with pytest.raises(EngineError, match="tensorrt"):
-        backend_config(EngineConfig(type="tensorrt"))
+def test_engine_table_picks_the_backend_and_its_options(tmp_path):
+    """`[engine] type` selects the plugin; each backend's own options validate in the station file."""
+    from inspectd.backends import BACKENDS, TorchConfig
+    from inspectd.config import ConfigError, load_config
+
+    assert isinstance(Config().engine, OnnxRuntimeConfig)  # the default
+    f = tmp_path / "s.toml"
+    f.write_text('[engine]\ntype = "onnxruntime"\nmodel = "x.onnx"\nthreads = 3\nproviders = ["CPUExecutionProvider"]\n')
+    e = load_config(f).engine
+    assert isinstance(e, OnnxRuntimeConfig) and e.threads == 3 and e.model == Path("x.onnx")
+    f.write_text('[engine]\ntype = "torch"\nmodel = "x.pt"\ndevice = "cuda:1"\n')
+    e = load_config(f).engine
+    assert isinstance(e, TorchConfig) and e.device == "cuda:1"
+    assert sorted(BACKENDS) == ["onnxruntime", "torch"]
+    # an option of another backend, a bad device, an unknown backend: errors naming the key
+    for body, needle in [
+        ('type = "onnxruntime"\ndevice = "cuda"', "device"),
+        ('type = "torch"\ndevice = "gpu0"', "device"),
+        ('type = "tensorrt"', "tensorrt"),
+    ]:
+        f.write_text("[engine]\n" + body + "\n")
+        with pytest.raises(ConfigError, match=needle):
+            load_config(f)
+
+
+def test_a_provider_this_build_lacks_is_a_clear_error(tmp_path):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(EngineError, match="TensorrtExecutionProvider"):
+        load_engine(OnnxRuntimeConfig(model=tmp_path / "x.onnx", providers=["TensorrtExecutionProvider"]))
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
     pytest.importorskip("onnxruntime")
     with pytest.raises(EngineError, match="not found"):
-        load_engine(EngineConfig(model=tmp_path / "none.onnx"))
+        load_engine(OnnxRuntimeConfig(model=tmp_path / "none.onnx"))
 
 
 def test_onnxruntime_engine_protocol(tiny_onnx):
     from inspectd.backends.base import Engine
 
-    eng = load_engine(EngineConfig(type="onnxruntime", model=tiny_onnx, threads=1), warmup=True)
+    eng = load_engine(OnnxRuntimeConfig(type="onnxruntime", model=tiny_onnx, threads=1), warmup=True)
     assert isinstance(eng, Engine)
     for shape in [(1, 1, 128, 96), (3, 1, 256, 192)]:
         y = eng.infer(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
@@ -65,7 +88,7 @@ def test_torch_engine_matches_onnxruntime(tiny_onnx):
 
     card = load_card(tiny_onnx)
     te = TorchEngine(TorchConfig(model=Path(card.training["checkpoint"]), threads=1))
-    oe = load_engine(EngineConfig(model=tiny_onnx, threads=1))
+    oe = load_engine(OnnxRuntimeConfig(model=tiny_onnx, threads=1))
     x = np.random.default_rng(1).standard_normal((2, 1, 128, 96)).astype(np.float32)
     assert np.abs(te.infer(x) - oe.infer(x)).max() < 1e-4
 
@@ -78,7 +101,7 @@ def test_hrnet_detector_plumbing(tiny_onnx):
     from inspectd.tips.detector import DetectionUnavailable
     from inspectd.imaging.window import to_8bit
 
-    det = load_detector(EngineConfig(model=tiny_onnx, threads=1))
+    det = load_detector(OnnxRuntimeConfig(model=tiny_onnx, threads=1))
     assert isinstance(det, HrnetDetector) and det.name.startswith("hrnet_tiny-") and len(det.name) == len("hrnet_tiny-") + 8
     sim = render_frame(5, 0, SimOptions(size=512, bit_depth=12))
     frame = Frame("f", sim.image)
@@ -109,7 +132,7 @@ def test_shipped_model_detects_sim_tips():
     from inspectd.config import RoiConfig
     from inspectd.imaging.window import to_8bit
 
-    det = load_detector(EngineConfig(model=SHIPPED))
+    det = load_detector(OnnxRuntimeConfig(model=SHIPPED))
     errs, miss, false, n_gt = [], 0, 0, 0
     for i in range(3):
         sim = render_frame(4242, i, SimOptions(size=1000, bit_depth=12, defect_rate=0.0))
@@ -145,7 +168,7 @@ def test_shipped_model_measures_a_pulled_back_cathode():
     from inspectd.tips.hrnet import load_detector
 
     cfg = Config()
-    cfg = cfg.model_copy(update={"engine": EngineConfig(model=SHIPPED, back_pitches=40.0)})
+    cfg = cfg.model_copy(update={"engine": OnnxRuntimeConfig(model=SHIPPED, back_pitches=40.0)})
     ins = Inspector(cfg, load_detector(cfg.engine))
     found = 0
     for i in (5, 9, 13):

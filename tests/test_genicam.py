@@ -585,7 +585,7 @@ def test_source_reports_its_frame_size_and_the_daemon_refuses_slots_too_small(vi
     env = dict(os.environ, PYTHONPATH=str(REPO), GENICAM_GENTL64_PATH=str(viky))
     env.pop("NOTIFY_SOCKET", None)
     s.close()  # viky allows one open device per process; the daemon is another process, but be tidy
-    cmd = [sys.executable, "-m", "inspectd.pipeline.daemon", "--source", "genicam:", "--slot-mb", "0.05",
+    cmd = [sys.executable, "-m", "inspectd.pipeline.run", "--source", "genicam:", "--slot-mb", "0.05",
            "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1",
            "--journal", str(tmp_path / "j.sqlite"), "--archive-dir", str(tmp_path / "ng")]  # fmt: skip
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

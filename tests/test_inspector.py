@@ -68,3 +68,17 @@ class _FakeRoi:
 
     class orientation:  # noqa: N801
         name = "RIGHT"
+
+
+def test_the_chain_reads_only_what_an_earlier_stage_filled():
+    from dataclasses import fields
+
+    from inspectd.inspection.stages import CHAIN, _Work
+
+    known = {f.name for f in fields(_Work)}
+    have = {"frame"}
+    for st in CHAIN:
+        assert set(st.reads) <= known and set(st.fills) <= known, st.name
+        assert set(st.reads) <= have, f"{st.name} reads {set(st.reads) - have} before any stage fills it"
+        have |= set(st.fills)
+    assert [s.name for s in CHAIN] == ["preprocess", "locate", "detect", "refine", "measure"]

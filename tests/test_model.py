@@ -234,7 +234,7 @@ def test_int8_variant_of_the_shipped_model_keeps_finding_tips(sim_dump, tmp_path
     Calibrated and measured on the same 3 small frames: this checks the tool and that
     quantisation keeps the model working, not the held-out figures (docs/model.md)."""
     pytest.importorskip("onnxruntime.quantization")
-    from inspectd.config import EngineConfig
+    from inspectd.backends import OnnxRuntimeConfig
     from inspectd.tips.card import load_card, sha256_file
     from inspectd.training.quantize import main
     from inspectd.tips.hrnet import load_detector
@@ -252,5 +252,5 @@ def test_int8_variant_of_the_shipped_model_keeps_finding_tips(sim_dump, tmp_path
     card = load_card(out)
     assert card.sha256 == sha256_file(out) and card.model_id != load_card(src).model_id
     assert card.metrics["int8_vs_fp32"]["models"]["int8"]["median_px"] == q["median_px"]
-    det = load_detector(EngineConfig(model=out), warmup=False)
+    det = load_detector(OnnxRuntimeConfig(model=out), warmup=False)
     assert det.name == card.model_id

@@ -1,48 +1,55 @@
-"""Engine backends for the tip network (one module each; see `base.Engine`).
+"""Engine backends for the tip network, as plugins: one module each, its own config, a registry.
 
-`load_engine(cfg)` builds the engine an `EngineConfig` (config.py, `[engine]`)
-names, or takes a backend config directly (`OnnxRuntimeConfig`, `TorchConfig`).
-Nothing here imports onnxruntime or torch until that backend is loaded.
+Each backend module holds a pydantic config (a subclass of
+`base.EngineSettings` with a ``type: Literal[...]`` discriminator and that
+backend's options) and an `Engine` class; its library (onnxruntime, torch)
+is imported only when the engine loads, so a missing optional dependency is
+an error only for the station that chose that backend. `BACKENDS` maps each
+``type`` to its (config, engine) pair; `EngineConfig` is the discriminated
+union the station file's ``[engine]`` table is validated against. A new
+backend is a module plus one line here.
 """
 
 from __future__ import annotations
 
-from inspectd.backends.base import Engine, EngineError
+from typing import Annotated, Any
 
-__all__ = ["Engine", "EngineError", "backend_config", "load_engine"]
+from pydantic import Field, TypeAdapter
 
+from inspectd.backends.base import Engine, EngineError, EngineSettings
+from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
+from inspectd.backends.torch import TorchConfig, TorchEngine
 
-def backend_config(cfg):
-    """Backend config (pydantic, `type` discriminator) from an `EngineConfig` or a backend config."""
-    t = getattr(cfg, "type", None)
-    if t == "onnxruntime":
-        from inspectd.backends.onnxruntime import OnnxRuntimeConfig
+__all__ = [
+    "BACKENDS", "Engine", "EngineConfig", "EngineError", "EngineSettings", "OnnxRuntimeConfig", "TorchConfig",
+    "engine_config", "load_engine",
+]  # fmt: skip
 
-        if isinstance(cfg, OnnxRuntimeConfig):
-            return cfg
-        return OnnxRuntimeConfig(model=cfg.model, threads=cfg.threads)
-    if t == "torch":
-        from inspectd.backends.torch import TorchConfig
+BACKENDS: dict[str, tuple[type[EngineSettings], type]] = {
+    "onnxruntime": (OnnxRuntimeConfig, OnnxRuntimeEngine),
+    "torch": (TorchConfig, TorchEngine),
+}
 
-        if isinstance(cfg, TorchConfig):
-            return cfg
-        return TorchConfig(model=cfg.model, threads=cfg.threads)
-    if t == "tensorrt":
-        raise EngineError("engine type 'tensorrt' is not built yet (inspectd/backends has onnxruntime and torch)")
-    raise EngineError(f"unknown engine type {t!r}")
+EngineConfig = Annotated[OnnxRuntimeConfig | TorchConfig, Field(discriminator="type")]
+_ADAPTER: TypeAdapter = TypeAdapter(EngineConfig)
 
 
-def load_engine(cfg, *, load: bool = True, warmup: bool = False) -> Engine:
-    """The engine for `cfg` (EngineConfig or backend config), loaded (and warmed up) if asked."""
-    bc = backend_config(cfg)
-    if bc.type == "onnxruntime":
-        from inspectd.backends.onnxruntime import OnnxRuntimeEngine
+def engine_config(value: Any = None, **fields) -> EngineSettings:
+    """A backend config from a dict (``type`` picks the backend; default onnxruntime) or keyword fields."""
+    if isinstance(value, EngineSettings):
+        return value.model_copy(update=fields) if fields else value
+    data = dict(value or {}, **fields)
+    data.setdefault("type", "onnxruntime")
+    return _ADAPTER.validate_python(data)
 
-        eng: Engine = OnnxRuntimeEngine(bc)
-    else:
-        from inspectd.backends.torch import TorchEngine
 
-        eng = TorchEngine(bc)
+def load_engine(cfg: EngineSettings, *, load: bool = True, warmup: bool = False) -> Engine:
+    """The engine for a backend config, loaded (and warmed up) if asked."""
+    try:
+        _, engine_cls = BACKENDS[cfg.type]
+    except (AttributeError, KeyError):
+        raise EngineError(f"unknown engine type {getattr(cfg, 'type', None)!r} (known: {sorted(BACKENDS)})") from None
+    eng: Engine = engine_cls(cfg)
     if load:
         eng.load()
     if warmup:

@@ -10,11 +10,31 @@ so a missing optional dependency is an error only when that backend is chosen.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Engine", "EngineError", "check_batch"]
+__all__ = ["Engine", "EngineError", "EngineSettings", "check_batch"]
+
+
+class EngineSettings(BaseModel):
+    """What every backend's `[engine]` table has; each backend's config adds its own `type` and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path = Path("engines/hrnet_tips.onnx")
+    # How far behind the anode front the model looks, in same-class layer pitches (tips/crop.py).
+    # It must cover the recipe's overhang_max_mm / the layer pitch in mm, plus margin, or a cathode
+    # pulled back past the limit is missed (COUNT_MISMATCH instead of OVERHANG_MAX at its layer).
+    # Unset: the model card's value (40 for the shipped model: the simulator's worst case, 5.1 mm at a
+    # 0.14 mm pitch; on held-out sim frames it found 18 of 19 such cathodes the ROI-sized tiles
+    # missed, for ~40 % more tile area, docs/model.md). The card is the one place the default lives.
+    back_pitches: float | None = Field(
+        None, ge=0, le=200,
+        description="tiles reach this many layer pitches behind the front; 0 = ROI-sized tiles; unset = the model card's",
+    )  # fmt: skip
 
 
 class EngineError(RuntimeError):

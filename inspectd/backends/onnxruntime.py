@@ -6,21 +6,23 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from inspectd.backends.base import EngineError, check_batch
+from inspectd.backends.base import EngineError, EngineSettings, check_batch
 
 __all__ = ["OnnxRuntimeConfig", "OnnxRuntimeEngine"]
 
 
-class OnnxRuntimeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OnnxRuntimeConfig(EngineSettings):
+    """`[engine] type = "onnxruntime"` (the default): the ONNX model on ONNX Runtime."""
 
     type: Literal["onnxruntime"] = "onnxruntime"
-    model: Path = Path("engines/hrnet_tips.onnx")
     threads: int = Field(2, ge=1, le=64, description="intra-op threads")
-    inter_threads: int = Field(1, ge=1, le=64)
+    inter_threads: int = Field(1, ge=1, le=64, description="inter-op threads")
     optimization: Literal["all", "extended", "basic", "disabled"] = "all"
+    providers: list[str] = Field(
+        ["CPUExecutionProvider"], min_length=1, description="execution providers, in order of preference"
+    )
 
 
 def _ort():
@@ -35,7 +37,7 @@ def _ort():
 
 
 class OnnxRuntimeEngine:
-    """`Engine` on onnxruntime's CPU execution provider."""
+    """`Engine` on ONNX Runtime (the CPU execution provider unless `providers` says otherwise)."""
 
     def __init__(self, cfg: OnnxRuntimeConfig | None = None, **kwargs):
         self.cfg = cfg if cfg is not None else OnnxRuntimeConfig(**kwargs)
@@ -47,6 +49,11 @@ class OnnxRuntimeEngine:
         if self._sess is not None:
             return
         ort = _ort()
+        missing = [p for p in self.cfg.providers if p not in ort.get_available_providers()]
+        if missing:
+            raise EngineError(
+                f"[engine] providers {missing} are not in this onnxruntime build (it has {ort.get_available_providers()})"
+            )
         path = Path(self.cfg.model)
         if not path.is_file():
             raise EngineError(f"ONNX model not found: {path}")
@@ -60,7 +67,7 @@ class OnnxRuntimeEngine:
             "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[self.cfg.optimization]
         try:
-            self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(str(path), so, providers=list(self.cfg.providers))
         except Exception as e:  # onnxruntime raises its own exception types
             raise EngineError(f"cannot load ONNX model {path}: {e}") from e
         self._input = self._sess.get_inputs()[0].name

@@ -6,20 +6,20 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from inspectd.backends.base import EngineError, check_batch
+from inspectd.backends.base import EngineError, EngineSettings, check_batch
 
 __all__ = ["TorchConfig", "TorchEngine"]
 
 
-class TorchConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TorchConfig(EngineSettings):
+    """`[engine] type = "torch"`: a training checkpoint run by torch (the `train` extra), on CPU or a GPU."""
 
     type: Literal["torch"] = "torch"
-    model: Path = Path("runs/hrnet/best.pt")  # a checkpoint written by inspectd.training.train
-    threads: int = Field(2, ge=1, le=64)
-    device: str = "cpu"
+    model: Path = Path("runs/hrnet/best.pt")  # a checkpoint written by `inspectd train`
+    threads: int = Field(2, ge=1, le=64, description="torch intra-op threads")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N")
 
 
 def _torch():

@@ -1,4 +1,4 @@
-"""One daemon run: `python -m inspectd.pipeline.daemon` as a real subprocess, watched by a real ZeroMQ subscriber.
+"""One daemon run: `python -m inspectd.pipeline.run` as a real subprocess, watched by a real ZeroMQ subscriber.
 
 Latency is measured where the line sees it: from the frame's acquisition stamp
 (``t_acquired_ns``, set by the source when the frame is due) to the moment this
@@ -137,7 +137,7 @@ def run_daemon_case(
     pub = f"tcp://127.0.0.1:{port}"
     uri = source_uri(case, scenario, dump)
     cmd = [
-        sys.executable, "-m", "inspectd.pipeline.daemon", "--config", str(cfg_path), "--source", uri,
+        sys.executable, "-m", "inspectd.pipeline.run", "--config", str(cfg_path), "--source", uri,
         "--pub", pub, "--query", "tcp://127.0.0.1:*", "--journal", str(workdir / "journal.sqlite"),
         "--archive-dir", str(workdir / "ng"), "--station", "BENCH",
         "--deadline-ms", f"{case.effective_deadline_ms():g}", "--workers", str(case.workers),

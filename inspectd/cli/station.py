@@ -40,7 +40,7 @@ def run(
         },
     )
     check_tips(tips)
-    from inspectd.pipeline.daemon import run_daemon  # the daemon's imports only when one is started
+    from inspectd.pipeline.run import run_daemon  # the daemon's imports only when one is started
 
     raise typer.Exit(
         run_daemon(

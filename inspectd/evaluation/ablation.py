@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inspectd.config import Config, EngineConfig
+from inspectd.backends import OnnxRuntimeConfig
+from inspectd.config import Config
 from inspectd.evaluation.metrics import evaluate
 from inspectd.frames import FrameReadError, iter_dump
 from inspectd.inspection.stages import TIP_DIRECTION, StageError, locate, preprocess, refine, roi_corners
@@ -110,7 +111,7 @@ def run_ablation(
     corner diagnostics and timings.
     """
 
-    det = load_detector(EngineConfig(model=Path(model), threads=threads))
+    det = load_detector(OnnxRuntimeConfig(model=Path(model), threads=threads))
     base = Config()
     cfgs = {
         n: base.model_copy(update={"correction": base.correction.model_copy(update={"enabled": True, "n": n})})

@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from inspectd.imaging.region import Box
+
 ANODE_BGR = (255, 220, 0)  # cyan
 CATHODE_BGR = (0, 140, 255)  # orange
 CORNER_BGR = (80, 200, 80)
@@ -27,7 +29,9 @@ def _draw_points(img: np.ndarray, pts, scale: float, offset: tuple[float, float]
         cv2.circle(img, c, r, colour, 1, cv2.LINE_AA)
 
 
-def render_overlay(img8: np.ndarray, verdict, corners=None, roi=None, tips=None, width: int = 1024) -> np.ndarray:
+def render_overlay(
+    img8: np.ndarray, verdict, corners=None, roi: Box | None = None, tips=None, width: int = 1024
+) -> np.ndarray:
     """BGR overlay image: full frame scaled to `width` px, ROI inset on the right."""
     scale = min(1.0, width / img8.shape[1])
     small = cv2.resize(img8, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

@@ -73,6 +73,7 @@ from inspectd.imaging.canonical import (
     points_to_canonical,
     to_canonical,
 )
+from inspectd.imaging.region import Roi
 from inspectd.inspection.corners import dense_clusters
 from inspectd.inspection.orientation import detect_orientation
 
@@ -90,48 +91,6 @@ FLOOR_PCT = 10.0  # noise floor of the column texture profile: this percentile r
 FRONT_LEVEL = 0.25  # tip front: normalised stripe energy below this
 MIN_STRIPE_SNR = 1.5  # stripe energy at the centre / noise floor, below: no stack
 MIN_CONTRAST_SQRT = 0.3  # background - stack rows in the comb band, sqrt(grey) units (~10 levels near white)
-
-
-@dataclass(frozen=True)
-class Roi:
-    """Region of interest, full-frame pixels, [x0, x1) x [y0, y1)."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    orientation: Orientation
-    # Sub-box of the ROI between the cathode front (less a margin) and the anode
-    # front (plus a margin): where the tips are. The correction's corner pass looks
-    # only here so its corner budget is not spent on the stack body.
-    tip_band: tuple[int, int, int, int] | None = None
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    @property
-    def diagonal(self) -> float:
-        """Reference distance for NME/PCK (docs/accuracy.md, Metrics)."""
-        return math.hypot(self.width, self.height)
-
-    def as_list(self) -> list[int]:
-        """[x0, y0, x1, y1] as the verdict's `roi` field carries it."""
-        return [self.x0, self.y0, self.x1, self.y1]
-
-    def crop(self, img: np.ndarray) -> np.ndarray:
-        """View of the ROI in a full-frame image (no copy)."""
-        return img[self.y0 : self.y1, self.x0 : self.x1]
-
-    def contains(self, pts: np.ndarray) -> np.ndarray:
-        """Bool mask: which (N, 2+) ``[x, y]`` points lie inside (pixel centres, half-open box)."""
-        p = np.asarray(pts, dtype=np.float64).reshape(len(pts), -1)
-        x, y = p[:, 0] + 0.5, p[:, 1] + 0.5  # pixel i spans [i - 0.5, i + 0.5)
-        return (x >= self.x0) & (x < self.x1) & (y >= self.y0) & (y < self.y1)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The inspection stages as plain functions, and the sequential Inspector that chains them.
+"""The inspection stages as plain functions, their declared chain (`CHAIN`), and the Inspector that runs it.
 
 The daemon runs these same functions in separate processes; `Inspector` runs
 them one after another in one process (replay, eval, and the naive baseline of
@@ -9,12 +9,14 @@ stage: one bad frame never escapes as an exception.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from inspectd.config import Config, CornerConfig
 from inspectd.frames import Frame, FrameReadError
+from inspectd.imaging.region import Roi
 from inspectd.imaging.window import to_8bit
 from inspectd.inspection import line_end
 from inspectd.inspection.corner_select import select_tip_corners
@@ -37,7 +39,7 @@ class Inspection:
     verdict: Verdict
     img8: np.ndarray | None = None
     corners: np.ndarray | None = None
-    roi: object | None = None
+    roi: Roi | None = None
     tips: Tips | None = None
     raw_tips: Tips | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
@@ -53,7 +55,7 @@ def preprocess(frame: Frame) -> np.ndarray:
     return to_8bit(frame.image, frame.bit_depth)
 
 
-def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, object]:
+def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, Roi]:
     """Corners (paper §2.1) and the ROI around the tips; StageError(NO_STACK) if none.
 
     Tries the corner passes of `corner_attempts` in turn, so a hard frame costs
@@ -95,7 +97,7 @@ CANDIDATE_FACTOR = 8  # the in-ROI pass detects this many times N before selecti
 CANDIDATES_MAX = 50_000
 
 
-def roi_corners(img8: np.ndarray, roi, cfg: Config) -> np.ndarray:
+def roi_corners(img8: np.ndarray, roi: Roi, cfg: Config) -> np.ndarray:
     """The correction's corners: OFAST again inside the ROI's tip band (padded), full-frame coordinates.
 
     Detects CANDIDATE_FACTOR x N corners (Harris top-N), ranks them by
@@ -145,7 +147,7 @@ def refine(tips: Tips, corners: np.ndarray, img8: np.ndarray, cfg: Config) -> Ti
     return Tips(anode=a.points, cathode=c.points)
 
 
-def measure_and_judge(tips: Tips, roi: object, mm_per_px: float, cfg: Config) -> tuple[Result, list[Reason], dict]:
+def measure_and_judge(tips: Tips, roi: Roi, mm_per_px: float, cfg: Config) -> tuple[Result, list[Reason], dict]:
     direction = TIP_DIRECTION[roi.orientation.name]
     m = measure(tips.anode, tips.cathode, direction, mm_per_px)
     result, reasons = judge(m, cfg.recipe)
@@ -158,8 +160,69 @@ def measure_and_judge(tips: Tips, roi: object, mm_per_px: float, cfg: Config) ->
     return result, reasons, fields
 
 
+@dataclass
+class _Work:
+    """What the stages hand each other on one frame; a stage reads some fields and fills others."""
+
+    frame: Frame
+    img8: np.ndarray | None = None
+    corners: np.ndarray | None = None
+    roi: Roi | None = None
+    raw_tips: Tips | None = None
+    tips: Tips | None = None
+    result: Result | None = None
+    reasons: list[Reason] = field(default_factory=list)
+    fields: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the chain: its name (stage_ms keys, error messages), what it reads, what it fills."""
+
+    name: str
+    reads: tuple[str, ...]
+    fills: tuple[str, ...]
+    run: Callable[[_Work, Config, TipDetector], None]
+
+
+def _preprocess(w: _Work, cfg: Config, det: TipDetector) -> None:
+    w.img8 = preprocess(w.frame)
+
+
+def _locate(w: _Work, cfg: Config, det: TipDetector) -> None:
+    w.corners, w.roi = locate(w.img8, cfg)
+
+
+def _detect(w: _Work, cfg: Config, det: TipDetector) -> None:
+    try:
+        w.raw_tips = det.detect(w.frame, w.img8, w.roi)
+    except DetectionUnavailable as e:
+        raise StageError(ReasonCode.DETECTION_UNAVAILABLE, str(e)) from e
+
+
+def _refine(w: _Work, cfg: Config, det: TipDetector) -> None:
+    if cfg.correction.enabled:
+        w.corners = roi_corners(w.img8, w.roi, cfg)
+    w.tips = refine(w.raw_tips, w.corners, w.img8, cfg)
+
+
+def _measure(w: _Work, cfg: Config, det: TipDetector) -> None:
+    mm_per_px = w.frame.meta.mm_per_px or cfg.station.mm_per_px
+    w.result, w.reasons, w.fields = measure_and_judge(w.tips, w.roi, mm_per_px, cfg)
+
+
+# The chain, in order; tests/test_inspector.py checks every field a stage reads is filled before it.
+CHAIN: tuple[Stage, ...] = (
+    Stage("preprocess", ("frame",), ("img8",), _preprocess),
+    Stage("locate", ("img8",), ("corners", "roi"), _locate),
+    Stage("detect", ("frame", "img8", "roi"), ("raw_tips",), _detect),
+    Stage("refine", ("raw_tips", "corners", "img8", "roi"), ("tips", "corners"), _refine),
+    Stage("measure", ("tips", "roi", "frame"), ("result", "reasons", "fields"), _measure),
+)
+
+
 class Inspector:
-    """Runs preprocess → locate → detect → refine → measure → judge on one frame."""
+    """Runs the `CHAIN` (preprocess → locate → detect → refine → measure and judge) on one frame."""
 
     def __init__(self, cfg: Config, detector: TipDetector):
         self.cfg = cfg
@@ -183,43 +246,25 @@ class Inspector:
             reason = Reason(code=ReasonCode.UNREADABLE_FRAME, message=item.message)
             return Inspection(self._verdict(seq, item.frame_id, None, Result.ERROR, [reason]))
         frame = item
+        w = _Work(frame)
         times: dict[str, float] = {}
-        ins = Inspection(verdict=None)  # type: ignore[arg-type]
-        stage = "preprocess"
+        stage = CHAIN[0].name
         try:
-            t = time.perf_counter()
-            ins.img8 = preprocess(frame)
-            times[stage] = _ms(t)
-            stage, t = "locate", time.perf_counter()
-            ins.corners, ins.roi = locate(ins.img8, self.cfg)
-            times[stage] = _ms(t)
-            roi_field = {"roi": (ins.roi.x0, ins.roi.y0, ins.roi.x1, ins.roi.y1)}
-            stage, t = "detect", time.perf_counter()
-            try:
-                ins.raw_tips = self.detector.detect(frame, ins.img8, ins.roi)
-            except DetectionUnavailable as e:
-                raise StageError(ReasonCode.DETECTION_UNAVAILABLE, str(e)) from e
-            times[stage] = _ms(t)
-            stage, t = "refine", time.perf_counter()
-            if self.cfg.correction.enabled:
-                ins.corners = roi_corners(ins.img8, ins.roi, self.cfg)
-            ins.tips = refine(ins.raw_tips, ins.corners, ins.img8, self.cfg)
-            times[stage] = _ms(t)
-            stage, t = "measure", time.perf_counter()
-            mm_per_px = frame.meta.mm_per_px or self.cfg.station.mm_per_px
-            result, reasons, fields = measure_and_judge(ins.tips, ins.roi, mm_per_px, self.cfg)
-            times[stage] = _ms(t)
-            ins.verdict = self._verdict(seq, frame.frame_id, frame.meta, result, reasons, **roi_field, **fields)
+            for st in CHAIN:
+                stage, t = st.name, time.perf_counter()
+                st.run(w, self.cfg, self.detector)
+                times[stage] = _ms(t)
+            roi_field = {"roi": (w.roi.x0, w.roi.y0, w.roi.x1, w.roi.y1)}
+            verdict = self._verdict(seq, frame.frame_id, frame.meta, w.result, w.reasons, **roi_field, **w.fields)
         except StageError as e:
-            roi_field = {"roi": (ins.roi.x0, ins.roi.y0, ins.roi.x1, ins.roi.y1)} if ins.roi is not None else {}
-            ins.verdict = self._verdict(
+            roi_field = {"roi": (w.roi.x0, w.roi.y0, w.roi.x1, w.roi.y1)} if w.roi is not None else {}
+            verdict = self._verdict(
                 seq, frame.frame_id, frame.meta, Result.ERROR, [Reason(code=e.code, message=str(e))], **roi_field
             )
         except Exception as e:  # a stage bug must cost one frame, not the daemon
             reason = Reason(code=ReasonCode.INTERNAL, message=f"stage {stage} failed: {type(e).__name__}: {e}")
-            ins.verdict = self._verdict(seq, frame.frame_id, frame.meta, Result.ERROR, [reason])
-        ins.stage_ms = times
-        return ins
+            verdict = self._verdict(seq, frame.frame_id, frame.meta, Result.ERROR, [reason])
+        return Inspection(verdict, w.img8, w.corners, w.roi, w.tips, w.raw_tips, times)
 
 
 def _ms(t0: float) -> float:

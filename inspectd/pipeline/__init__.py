@@ -1,1 +1,1 @@
-"""Inspection stages and the ways they are run (sequential replay now; the multiprocess daemon next)."""
+"""Running inspection: offline replay, and the multiprocess daemon (docs/daemon.md, docs/architecture.md)."""

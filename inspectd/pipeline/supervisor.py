@@ -1,10 +1,11 @@
 """Supervision of the inspection workers: start, notice death, restart within a budget, stop.
 
 The daemon's main loop waits on every worker's pipe and process sentinel; a
-worker that dies (crash, OOM kill, kill -9) is reported by `reap()` with the
-frame it held, and restarted if fewer than `max_restarts_per_min` restarts
-happened in the last 60 s. Past the budget, `restart()` returns False and the
-daemon stops with a non-zero exit (systemd's Restart=on-failure takes over).
+worker that dies (crash, OOM kill, kill -9) is reaped by `mark_dead()`, its
+frame gets an ERROR, and it is restarted if fewer than `max_restarts_per_min`
+restarts happened in the last 60 s. Past the budget, `restart()` returns None
+and the daemon stops with a non-zero exit (systemd's Restart=on-failure takes
+over).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 from inspectd.pipeline.workers import WorkerSpec, worker_main
 
-__all__ = ["WorkerHandle", "WorkerPool", "describe_exit"]
+__all__ = ["WorkerHandle", "WorkerPool", "WorkerState", "describe_exit"]
 
 
 def describe_exit(exitcode: int | None) -> str:
@@ -31,12 +35,23 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with status {exitcode}"
 
 
+class WorkerState(StrEnum):
+    """A worker's life: STARTING until its first "ready" message, then READY; STOPPING once asked to
+    stop, KILLING once the daemon killed it for holding a frame too long, DEAD once reaped."""
+
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    KILLING = "killing"
+    DEAD = "dead"
+
+
 @dataclass(eq=False)
 class WorkerHandle:
     wid: int
-    proc: object
-    conn: object
-    state: str = "starting"  # starting | ready | dead | stopping
+    proc: BaseProcess
+    conn: Connection
+    state: WorkerState = WorkerState.STARTING
     current: int | None = None  # acquisition index of the frame it holds
     pid: int | None = None
     detector: str | None = None
@@ -45,7 +60,7 @@ class WorkerHandle:
 
     @property
     def sentinel(self) -> int:
-        return self.proc.sentinel  # type: ignore[attr-defined]
+        return self.proc.sentinel
 
 
 class WorkerPool:
@@ -70,30 +85,30 @@ class WorkerPool:
     def start(self) -> None:
         self.handles = [self._spawn(i, 0) for i in range(self.n)]
 
-    def wait_objects(self) -> dict[object, WorkerHandle]:
-        objs: dict[object, WorkerHandle] = {}
+    def wait_objects(self) -> dict[Connection | int, WorkerHandle]:
+        objs: dict[Connection | int, WorkerHandle] = {}
         for h in self.handles:
-            if h.state != "dead":
+            if h.state != WorkerState.DEAD:
                 objs[h.conn] = h
                 objs[h.sentinel] = h
         return objs
 
     def ready(self) -> list[WorkerHandle]:
-        return [h for h in self.handles if h.state == "ready"]
+        return [h for h in self.handles if h.state == WorkerState.READY]
 
     def idle(self) -> list[WorkerHandle]:
-        return [h for h in self.handles if h.state == "ready" and h.current is None]
+        return [h for h in self.handles if h.state == WorkerState.READY and h.current is None]
 
     def alive(self) -> list[WorkerHandle]:
-        return [h for h in self.handles if h.state != "dead"]
+        return [h for h in self.handles if h.state != WorkerState.DEAD]
 
     def busy(self) -> list[WorkerHandle]:
-        return [h for h in self.handles if h.state != "dead" and h.current is not None]
+        return [h for h in self.handles if h.state != WorkerState.DEAD and h.current is not None]
 
     def send(self, h: WorkerHandle, msg: tuple) -> bool:
         """Send to a worker; False if its pipe is broken (the caller then reaps it)."""
         try:
-            h.conn.send(msg)  # type: ignore[attr-defined]
+            h.conn.send(msg)
             return True
         except (BrokenPipeError, ConnectionResetError, OSError):
             return False
@@ -104,16 +119,16 @@ class WorkerPool:
 
     def mark_dead(self, h: WorkerHandle) -> str:
         """Reap a dead worker; returns how it ended. Its pipe must have been drained by the caller."""
-        h.state = "dead"
-        h.proc.join(timeout=1.0)  # type: ignore[attr-defined]
-        if h.proc.exitcode is None:  # type: ignore[attr-defined]
-            h.proc.kill()  # type: ignore[attr-defined]
-            h.proc.join(timeout=1.0)  # type: ignore[attr-defined]
+        h.state = WorkerState.DEAD
+        h.proc.join(timeout=1.0)
+        if h.proc.exitcode is None:
+            h.proc.kill()
+            h.proc.join(timeout=1.0)
         try:
-            h.conn.close()  # type: ignore[attr-defined]
+            h.conn.close()
         except OSError:
             pass
-        return describe_exit(h.proc.exitcode)  # type: ignore[attr-defined]
+        return describe_exit(h.proc.exitcode)
 
     def restarts_in_last_minute(self, now: float | None = None) -> int:
         now = time.monotonic() if now is None else now
@@ -136,16 +151,16 @@ class WorkerPool:
         """Ask every worker to stop, then terminate/kill stragglers. Bounded by ~timeout_s + 2 s."""
         for h in self.alive():
             self.send(h, ("stop",))
-            h.state = "stopping"
+            h.state = WorkerState.STOPPING
         end = time.monotonic() + timeout_s
         for h in self.handles:
-            h.proc.join(timeout=max(0.0, end - time.monotonic()))  # type: ignore[attr-defined]
+            h.proc.join(timeout=max(0.0, end - time.monotonic()))
         for h in self.handles:
-            if h.proc.is_alive():  # type: ignore[attr-defined]
-                h.proc.kill()  # type: ignore[attr-defined]
-                h.proc.join(timeout=2.0)  # type: ignore[attr-defined]
+            if h.proc.is_alive():
+                h.proc.kill()
+                h.proc.join(timeout=2.0)
             try:
-                h.conn.close()  # type: ignore[attr-defined]
+                h.conn.close()
             except OSError:
                 pass
-            h.state = "dead"
+            h.state = WorkerState.DEAD

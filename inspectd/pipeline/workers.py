@@ -31,7 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from inspectd.config import Config, EngineConfig, RecipeConfig
+from inspectd.backends import engine_config
+from inspectd.config import Config, RecipeConfig
 from inspectd.frames import Frame, Sidecar
 from inspectd.inspection.stages import Inspector
 from inspectd.observability import configure_logging, get_logger
@@ -63,7 +64,7 @@ def load_default_detector(engine: dict) -> object:
     """HrnetDetector from `[engine]` if its model file exists and loads, else an honest NoDetector."""
     from pathlib import Path
 
-    ecfg = EngineConfig.model_validate(engine)
+    ecfg = engine_config(engine)
     model = Path(ecfg.model)
     if not model.is_absolute() and not model.is_file():
         # the default engines/... path, run from outside the checkout: the shipped model

@@ -13,9 +13,8 @@ time, then seq) are deleted until it fits.  A full or failing disk never
 raises into the caller: `save()` logs, counts and returns False.
 
 `save()` writes in the caller's thread (a 2048² uint16 frame is ~8 MB of
-TIFF: tens of ms).  `submit()` copies the arrays and hands them to one
-background writer thread through a bounded queue, so the pipeline never
-waits for the disk; when the queue is full the entry is dropped (logged).
+TIFF: tens of ms); the daemon calls it from its archive thread
+(`inspectd.pipeline.ng_archiver`), never from the event loop.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import queue
 import re
 import threading
 from pathlib import Path
@@ -36,7 +34,6 @@ from inspectd.publish.metrics import NullMetrics
 
 _ENTRY = re.compile(r"^(\d+)-(.+)\.(tiff|jpg|json)(\.part)?$")
 _SUFFIXES = (".tiff", ".jpg", ".json")
-_STOP = object()
 # tifffile options per `publish.archive_compression`; zlib needs no extra package.
 TIFF_COMPRESSION: dict[str, dict] = {
     "zlib": {"compression": "zlib", "compressionargs": {"level": 1}, "predictor": True},
@@ -71,7 +68,6 @@ class NgArchive:
         log=None,
         metrics=None,
         jpeg_quality: int = 85,
-        queue_size: int = 8,
         compression: str = "zlib",
     ) -> None:
         if compression not in TIFF_COMPRESSION:
@@ -85,9 +81,6 @@ class NgArchive:
         self._lock = threading.Lock()
         self._entries: dict[str, list] = {}  # stem -> [mtime_ns, seq, bytes]
         self._total = 0
-        self._queue_size = queue_size
-        self._q: queue.Queue | None = None
-        self._worker: threading.Thread | None = None
         self.dir.mkdir(parents=True, exist_ok=True)
         self._scan()
         self._log.info(
@@ -224,40 +217,3 @@ class NgArchive:
             self._log.info("ng_archive_evicted", entries=removed, archive_bytes=total, max_bytes=self.max_bytes)
         if total > self.max_bytes:
             self._log.warning("ng_archive_entry_exceeds_bound", entry=keep, archive_bytes=total, max_bytes=self.max_bytes)
-
-    # ------------------------------------------------------------------ background writer
-
-    def submit(self, frame_id: str, seq: int, image: np.ndarray, overlay_bgr: np.ndarray | None, verdict: Any) -> bool:
-        """Queue a `save()` for the background writer (arrays are copied: a ring slot may be reused).
-
-        Returns False (logged, counted) if the writer is behind by `queue_size` entries.
-        """
-        if self._worker is None:
-            self._q = queue.Queue(maxsize=self._queue_size)
-            self._worker = threading.Thread(target=self._work, name="inspectd-ng-archive", daemon=True)
-            self._worker.start()
-        item = (frame_id, seq, np.array(image, copy=True), None if overlay_bgr is None else np.array(overlay_bgr, copy=True), verdict)
-        try:
-            self._q.put_nowait(item)
-        except queue.Full:
-            self._metrics.archive_failed("queue_full")
-            self._log.warning("ng_archive_queue_full", frame_id=frame_id, seq=seq, queue_size=self._queue_size)
-            return False
-        return True
-
-    def _work(self) -> None:
-        while True:
-            item = self._q.get()
-            if item is _STOP:
-                return
-            self.save(*item)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Finish queued saves (bounded wait) and stop the writer."""
-        if self._worker is not None:
-            try:
-                self._q.put(_STOP, timeout=timeout_s)
-            except queue.Full:
-                pass
-            self._worker.join(timeout=timeout_s)
-            self._worker = None

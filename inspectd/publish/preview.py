@@ -41,6 +41,7 @@ import numpy as np
 
 from inspectd.config import PreviewConfig
 from inspectd.imaging.overlay import render_overlay
+from inspectd.imaging.region import Box
 from inspectd.imaging.window import to_8bit
 from inspectd.observability import configure_logging, get_logger
 from inspectd.verdict import Verdict
@@ -82,8 +83,6 @@ def letterbox(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def render_preview(grab: Grab, verdict, size: tuple[int, int]) -> np.ndarray:
     """The overlay of `verdict` on a decimated frame, letterboxed into `size` (BGR uint8)."""
-    from types import SimpleNamespace
-
     k = grab.k
     img8 = to_8bit(grab.image, grab.bit_depth)
     v = verdict.model_copy(
@@ -95,7 +94,7 @@ def render_preview(grab: Grab, verdict, size: tuple[int, int]) -> np.ndarray:
     roi = None
     if verdict.roi is not None:
         x0, y0, x1, y1 = (int(round(c / k)) for c in verdict.roi)
-        roi = SimpleNamespace(x0=x0, y0=y0, x1=x1, y1=y1)
+        roi = Box(x0, y0, x1, y1)
     panel = size[0] // 2 if roi is not None else size[0]
     return letterbox(render_overlay(img8, v, roi=roi, width=panel), size)
 

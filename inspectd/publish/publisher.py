@@ -225,8 +225,6 @@ class Publisher:
             t.join(timeout=5)
             if t.is_alive():
                 self._log.error("publisher_thread_stuck", thread=t.name)
-        if self.archive is not None:
-            self.archive.close()
         if self._auth is not None:
             self._auth.stop()
         if self._ctx is not None:

@@ -1,4 +1,4 @@
-"""Frame sources named by URI (docs/architecture.md): replay:DIR, sim:, later genicam: and gst:.
+"""Frame sources named by URI (docs/acquisition.md): replay:DIR, sim:, genicam:, gst:.
 
 `open_source(uri)` picks the plugin module for the URI's scheme; see `base.py`.
 """

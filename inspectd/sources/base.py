@@ -1,6 +1,6 @@
 """Frame sources: the `FrameSource` protocol and URI parsing through a registry of plugins.
 
-A source is named by a URI (docs/architecture.md): ``replay:DIR?fps=10&loop=1``,
+A source is named by a URI (docs/acquisition.md): ``replay:DIR?fps=10&loop=1``,
 ``sim:?seed=1&fps=10``, later ``genicam:SERIAL`` and ``gst:PIPELINE``.
 The part before the first ``:`` is the scheme; it picks a plugin module in
 ``inspectd/sources/`` (Frigate's detector-plugin pattern). Each plugin module
@@ -20,6 +20,7 @@ when its scheme is asked for, with the import error.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -41,11 +42,6 @@ __all__ = [
     "open_source",
     "parse_source_uri",
 ]
-
-# Schemes docs/architecture.md names whose plugin is not written yet: a clear error, not "unknown".
-PLANNED = {
-}
-
 
 class SourceError(ValueError):
     """A source URI or source that cannot be used; the message names the part that is wrong."""
@@ -93,15 +89,9 @@ class _Plugin:
     error: BaseException | None
 
 
-_REGISTRY: dict[str, _Plugin] | None = None
-
-
+@functools.cache
 def _registry() -> dict[str, _Plugin]:
-    """Import every module of this package that declares SCHEME (once)."""
-    global _REGISTRY
-    if _REGISTRY is not None:
-        return _REGISTRY
-
+    """Import every module of this package that declares SCHEME (once per process)."""
     reg: dict[str, _Plugin] = {}
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name.startswith("_") or info.name == "base":
@@ -115,7 +105,6 @@ def _registry() -> dict[str, _Plugin]:
         scheme = getattr(mod, "SCHEME", None)
         if scheme:
             reg[scheme] = _Plugin(scheme, mod, None)
-    _REGISTRY = reg
     return reg
 
 
@@ -154,8 +143,6 @@ def parse_source_uri(uri: str) -> SourceConfigBase:
     reg = _registry()
     plugin = reg.get(scheme)
     if plugin is None:
-        if scheme in PLANNED:
-            raise SourceError(f"source URI {uri!r}: {PLANNED[scheme]}")
         known = ", ".join(available_schemes()) or "none"
         raise SourceError(f"source URI {uri!r}: unknown scheme {scheme!r} (known: {known})")
     if plugin.module is None:

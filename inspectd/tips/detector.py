@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from inspectd.frames.model import Frame
+from inspectd.imaging.region import Roi
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class DetectionUnavailable(Exception):
 class TipDetector(Protocol):
     name: str
 
-    def detect(self, frame: Frame, img8: np.ndarray, roi: object) -> Tips:
+    def detect(self, frame: Frame, img8: np.ndarray, roi: Roi) -> Tips:
         """Tips of `frame` inside `roi` (full-frame px). Raises DetectionUnavailable."""
         ...
 
@@ -41,7 +42,7 @@ class NoDetector:
     def __init__(self, why: str = "no tip model is installed (engines/ holds none yet)"):
         self.why = why
 
-    def detect(self, frame: Frame, img8: np.ndarray, roi: object) -> Tips:
+    def detect(self, frame: Frame, img8: np.ndarray, roi: Roi) -> Tips:
         raise DetectionUnavailable(self.why)
 
 
@@ -50,7 +51,7 @@ class LabelOracle:
 
     name = "oracle:labels"
 
-    def detect(self, frame: Frame, img8: np.ndarray, roi: object) -> Tips:
+    def detect(self, frame: Frame, img8: np.ndarray, roi: Roi) -> Tips:
         if frame.meta.labels is None:
             raise DetectionUnavailable(f"{frame.frame_id}: no labels in the sidecar for the label oracle")
         anode, cathode = frame.meta.labels.arrays()

@@ -19,6 +19,7 @@ from inspectd.tips.card import ModelCard, card_path, load_card
 from inspectd.tips.crop import InputSpec
 from inspectd.tips.detector import DetectionUnavailable, Tips
 from inspectd.tips.infer import detect_tips
+from inspectd.imaging.region import Roi
 
 __all__ = ["HrnetDetector", "load_detector"]
 
@@ -54,7 +55,7 @@ class HrnetDetector:
         self.last = None  # FrameTips of the last frame (scores, plan), for overlays/debugging
         self._loaded = False
 
-    def detect(self, frame, img8: np.ndarray, roi: object) -> Tips:
+    def detect(self, frame, img8: np.ndarray, roi: Roi) -> Tips:
         if roi is None:
             raise DetectionUnavailable(f"{getattr(frame, 'frame_id', '?')}: no ROI to search for tips")
 
@@ -70,7 +71,7 @@ class HrnetDetector:
 
 
 def load_detector(engine_cfg, *, warmup: bool = True) -> HrnetDetector:
-    """HrnetDetector from an `EngineConfig` (`[engine]`: type, model, threads); the card sits beside the model.
+    """HrnetDetector from a backend config (`[engine]`: type, model, the backend's options); the card sits beside the model.
 
     For the torch backend the card is the .json next to the checkpoint if one
     exists, else it is built from the checkpoint itself.

@@ -16,14 +16,12 @@
    options, metrics, sha256 of the .onnx, input spec, decode parameters,
    engine timings.
 
-``python -m inspectd.training.export CHECKPOINT OUT.onnx [--calib DIR ...] [--test DIR ...]``
+``inspectd export CHECKPOINT OUT.onnx [--calib DIR ...] [--test DIR ...]``
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 import warnings
 from collections import Counter
@@ -36,7 +34,7 @@ from inspectd.tips.card import CARD_SCHEMA, ModelCard, card_path, sha256_file
 from inspectd.tips.codec import HeatmapCodec
 from inspectd.tips.crop import InputSpec, make_batch
 
-__all__ = ["export_onnx", "describe_dumps", "time_engine", "main"]
+__all__ = ["export_onnx", "describe_dumps", "time_engine"]
 
 
 def describe_dumps(dumps: list[Path]) -> list[dict]:
@@ -228,24 +226,3 @@ def export_onnx(
 
 def _slim(v: dict) -> dict:
     return {k: v[k] for k in ("frames", "frames_with_roi", "threshold", "at_threshold", "model_ms_median")}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m inspectd.training.export", description="Export a checkpoint to ONNX + model card.")
-    p.add_argument("checkpoint")
-    p.add_argument("out", help="output .onnx path (card written beside it as .json)")
-    p.add_argument("--calib", nargs="+", default=None, help="dumps to calibrate the threshold on (default: the run's val)")
-    p.add_argument("--test", nargs="+", default=None, help="held-out dumps for the card's metrics")
-    p.add_argument("--calib-frames", type=int, default=150)
-    p.add_argument("--test-frames", type=int, default=300)
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--name", default=None)
-    p.add_argument("--no-timing", action="store_true")
-    a = p.parse_args(argv)
-    export_onnx(a.checkpoint, a.out, opset=a.opset, calib=a.calib, test=a.test, calib_frames=a.calib_frames,
-                test_frames=a.test_frames, name=a.name, timing=not a.no_timing)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Train the HRNet tip model: ``train(data_dir, out_dir, **opts)`` / ``python -m inspectd.training.train``.
+"""Train the HRNet tip model: ``train(data_dir, out_dir, **opts)``, behind ``inspectd train``.
 
 Resumable by design (2 CPU cores: training runs in chunks across sessions):
 
@@ -23,7 +23,6 @@ threshold that minimises miss + false rate on that set.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -44,7 +43,7 @@ from inspectd.frames import iter_dump
 from inspectd.frames.dumps import FrameReadError
 from inspectd.imaging.canonical import box_from_canonical, canonical_shape, points_to_canonical
 from inspectd.imaging.window import to_8bit
-from inspectd.inspection.roi import Roi
+from inspectd.imaging.region import Roi
 from inspectd.nets.checkpoint import torch_infer
 from inspectd.tips.codec import HeatmapCodec
 from inspectd.tips.crop import InputSpec, make_batch, orientation_from_labels
@@ -52,7 +51,7 @@ from inspectd.tips.infer import merge_tiles
 from inspectd.training.data import find_dumps, frame_weights, load_frames, make_batch_train
 from inspectd.training.options import TrainOptions
 
-__all__ = ["TrainOptions", "train", "main", "validate", "val_frames"]
+__all__ = ["TrainOptions", "train", "validate", "val_frames"]
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.10, 0.71, 0.05))
 
@@ -129,7 +128,7 @@ class ValFrame:
     img8: np.ndarray
     anode: np.ndarray
     cathode: np.ndarray
-    roi: object
+    roi: Roi
 
 
 def val_frames(dumps: list[Path], n: int, roi: str = "labels") -> list[ValFrame]:
@@ -535,40 +534,3 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m inspectd.training.train", description="Train the HRNet tip model.")
-    p.add_argument("--data", required=True, help="training dump (or a directory of dumps)")
-    p.add_argument("--out", required=True, help="run directory (checkpoints, train.log)")
-    for f in fields(TrainOptions):
-        if f.name in ("aug", "oversample"):
-            continue
-        name = "--" + f.name.replace("_", "-")
-        t = str(f.type)
-        if t.startswith("bool"):
-            p.add_argument(name, action=argparse.BooleanOptionalAction, default=None)
-        elif t.startswith("list"):
-            p.add_argument(name, nargs="+", default=None)
-        else:
-            typ = int if t.startswith("int") else float if t.startswith("float") else str
-            p.add_argument(name, type=typ, default=None)
-    p.add_argument("--aug", type=json.loads, default=None, help="AugConfig overrides as JSON")
-    p.add_argument("--oversample", type=json.loads, default=None, help='defect sampling weights as JSON, e.g. {"extra_layer": 4}')
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = vars(_parser().parse_args(argv))
-    data, out = args.pop("data"), args.pop("out")
-    opts = {k: v for k, v in args.items() if v is not None}
-    res = train(data, out, **opts)
-    print(json.dumps({k: v for k, v in res.items() if k != "val"}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
