@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"bench"},
     {"training"},
+    {"labelling"},
     {"evaluation"},
     {"pipeline"},
     {"inspection"},
@@ -48,6 +49,7 @@ FORBIDDEN = {
     ("pipeline", "training"),
     ("pipeline", "evaluation"),
     ("inspection", "evaluation"),
+    ("pipeline", "labelling"),
     ("tips", "inspection"),
 }
 

@@ -7,20 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from inspectd.tips.codec import HeatmapCodec
-from inspectd.tips.crop import (
-    InputSpec,
-    affine,
-    box_to_canonical,
-    estimate_pitch,
-    labels_pitch,
-    make_batch,
-    orientation_from_labels,
-    plan_tiles,
-    render_tile,
-)
 from inspectd.imaging.canonical import Orientation, box_from_canonical, points_to_canonical
 from inspectd.inspection.roi import Roi
+from inspectd.tips.codec import HeatmapCodec
+from inspectd.tips.crop import InputSpec, box_to_canonical, make_batch, plan_tiles, render_tile
+from inspectd.tips.geometry import affine, estimate_pitch, labels_pitch, orientation_from_labels
 
 # ----------------------------------------------------------------------------- codec
 
@@ -193,7 +184,7 @@ def test_tiles_reach_back_pitches_behind_the_front(o, front):
 
 
 def test_tip_front_on_a_comb():
-    from inspectd.tips.crop import tip_front
+    from inspectd.tips.geometry import tip_front
 
     h, w, pitch = 400, 500, 10.0
     y = np.arange(h)[:, None].astype(np.float32)
@@ -229,9 +220,9 @@ def test_estimate_pitch_on_stripes():
 @pytest.mark.parametrize("o", list(Orientation))
 def test_stray_back_cathodes_are_dropped_a_pulled_back_one_is_kept(o):
     """A cathode far behind the cathode front survives only alone between two anodes."""
+    from inspectd.imaging.canonical import points_from_canonical
     from inspectd.tips.crop import CropPlan
     from inspectd.tips.infer import drop_stray_back_cathodes
-    from inspectd.imaging.canonical import points_from_canonical
 
     shape = (800, 900)
     pitch = 10.0

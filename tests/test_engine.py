@@ -95,7 +95,7 @@ def test_torch_engine_matches_onnxruntime(tiny_onnx):
 
 def test_hrnet_detector_plumbing(tiny_onnx):
     from inspectd.frames import Frame
-    from inspectd.training.train import roi_from_labels
+    from inspectd.training.validation import roi_from_labels
     from inspectd.sim import SimOptions, render_frame
     from inspectd.tips.hrnet import HrnetDetector, load_detector
     from inspectd.tips.detector import DetectionUnavailable
@@ -124,7 +124,7 @@ def test_shipped_model_detects_sim_tips():
     pytest.importorskip("onnxruntime")
     from inspectd.config import CornerConfig
     from inspectd.frames import Frame
-    from inspectd.evaluation.metrics import default_gate, match_tips
+    from inspectd.evaluation.matching import default_gate, match_tips
     from inspectd.sim import SimOptions, render_frame
     from inspectd.inspection.corners import detect_corners
     from inspectd.tips.hrnet import load_detector

@@ -8,7 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from inspectd.evaluation.metrics import default_gate, evaluate, format_table, match_tips
+from inspectd.evaluation.matching import default_gate, match_tips
+from inspectd.evaluation.metrics import evaluate
+from inspectd.evaluation.report_table import format_table
 from inspectd.verdict import Result, Verdict
 
 DIAG300 = math.hypot(300, 300)  # 424.26 px: PCK@1% = 4.24 px, PCK@0.5% = 2.12 px

@@ -128,7 +128,7 @@ def test_a_dead_batch_worker_stops_the_run_instead_of_hanging(sim_dump):
     from inspectd.tips.codec import HeatmapCodec
     from inspectd.tips.crop import InputSpec
     from inspectd.training.data import AugConfig, find_dumps, load_frames
-    from inspectd.training.train import BatchStream
+    from inspectd.training.batches import BatchStream
 
     spec = InputSpec(tile_w=96, tile_h=128)
     frames = load_frames(find_dumps(sim_dump), spec, AugConfig())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from inspectd.evaluation.metrics import evaluate, format_table
+from inspectd.evaluation.metrics import evaluate
+from inspectd.evaluation.report_table import format_table
 from inspectd.frames import FrameReadError, iter_dump
 
 # Sidecar `sim.orientation` -> tip direction, so overhang is measured along the right axis.

@@ -10,7 +10,12 @@ Threads and sockets (a ZeroMQ socket is used by exactly one thread):
   heartbeat's ``last_seq`` never runs ahead of the verdicts on the wire;
 - ``inspectd-query``: owns the ROUTER socket and its own read-only journal
   connection; answers ``since`` / ``health`` / ``stats``; an inproc PAIR
-  wakes it for shutdown.
+  wakes it for shutdown;
+- ``inspectd-retention`` (with journal_keep_days): prunes old journal rows.
+
+Publisher holds the state the threads share; their loops are in sender.py,
+query_server.py and retention.py; socket options, CURVE and thread start-up in
+sockets.py; PublishError in errors.py (re-exported here).
 
 PUB never blocks: a subscriber that cannot keep up loses messages beyond the
 high-water mark (SNDHWM); everything is in the journal, and the subscriber
@@ -19,9 +24,8 @@ notices the seq gap and asks ``since``.
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import json
-import os
 import queue
 import threading
 import time
@@ -32,29 +36,17 @@ import structlog
 import zmq
 
 from inspectd.config import PublishConfig
-from inspectd.publish import query as q
 from inspectd.publish.archive import NgArchive
+from inspectd.publish.errors import PublishError
 from inspectd.publish.journal import Journal, JournalError, Synchronous
+from inspectd.publish.journal_lock import lock_journal
 from inspectd.publish.keys import CurveKeyError, check_clients_dir, load_secret
 from inspectd.publish.metrics import NullMetrics
+from inspectd.publish.query_server import run_query_server, stop_query_server
+from inspectd.publish.retention import retention_thread
+from inspectd.publish.sender import HEARTBEAT_SCHEMA, STOP, run_sender
+from inspectd.publish.sockets import start_authenticator, start_socket_thread, warn_beyond_loopback
 from inspectd.verdict import Verdict
-
-HEARTBEAT_SCHEMA = "inspectd.heartbeat/1"
-HEARTBEAT_TOPIC = b"heartbeat"
-FLUSH_MS = 250  # how long close() lets queued messages drain before dropping them
-_STOP = object()
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-class PublishError(Exception):
-    """The publisher cannot start or cannot publish; the message says what and where."""
-
-
-def _host(endpoint: str) -> str | None:
-    if not endpoint.startswith("tcp://"):
-        return None
-    hostport = endpoint[len("tcp://") :]
-    return hostport.rsplit(":", 1)[0]
 
 
 class Publisher:
@@ -113,7 +105,7 @@ class Publisher:
             raise PublishError(f"Publisher.start(): already {self._state}")
         cfg = self.cfg
         try:
-            self._lock_journal(Path(cfg.journal))
+            self._lockfile = lock_journal(Path(cfg.journal))
             try:
                 self._journal = Journal(cfg.journal, synchronous=self._sync)
             except JournalError as e:
@@ -127,18 +119,22 @@ class Publisher:
                     raise PublishError(str(e)) from e
             self._ctx = zmq.Context()
             if self._curve is not None:
-                from zmq.auth.thread import ThreadAuthenticator
-
-                self._auth = ThreadAuthenticator(self._ctx, log=_AuthLog(self._log, self._metrics))
-                self._auth.start()
-                self._auth.configure_curve(domain="*", location=str(clients))
+                self._auth = start_authenticator(self._ctx, clients, self._log, self._metrics)
             self._t_start = time.monotonic()
             # Query first: the first heartbeat already carries its address.
-            self._query_address = self._start_thread("inspectd-query", self._query_main)
-            self._pub_address = self._start_thread("inspectd-pub", self._sender_main)
+            self._query_address = start_socket_thread("inspectd-query", self._query_main, self._threads)
+            self._pub_address = start_socket_thread("inspectd-pub", self._sender_main, self._threads)
             self._sender = self._threads[-1]
             if self._keep_s is not None:
-                self._retention = threading.Thread(target=self._retention_main, name="inspectd-retention", daemon=True)
+                self._retention = retention_thread(
+                    cfg.journal,
+                    synchronous=self._sync,
+                    keep_s=self._keep_s,
+                    interval_s=self._retention_interval_s,
+                    stop=self._retention_stop,
+                    metrics=self._metrics,
+                    log=self._log,
+                )
                 self._retention.start()
             if cfg.archive_dir is not None:
                 try:
@@ -156,10 +152,7 @@ class Publisher:
             self.close()
             raise
         self._state = "running"
-        for name, addr in (("pub", self._pub_address), ("query", self._query_address)):
-            host = _host(addr)
-            if host is not None and host not in _LOOPBACK and self._curve is None:
-                self._log.warning("bound_beyond_loopback_without_curve", socket=name, address=addr)
+        warn_beyond_loopback(self._log, (("pub", self._pub_address), ("query", self._query_address)), self._curve)
         self._log.info(
             "publisher_started",
             pub=self._pub_address,
@@ -171,38 +164,6 @@ class Publisher:
             curve=self._curve is not None,
         )
 
-    def _lock_journal(self, path: Path) -> None:
-        """One daemon per journal: an exclusive flock on <journal>.lock (released by the OS on exit)."""
-        lock = path.with_name(path.name + ".lock")
-        try:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            f = open(lock, "a+")
-        except OSError as e:
-            raise PublishError(f"journal lock {lock}: {e.strerror or e}") from e
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            f.close()
-            raise PublishError(f"journal {path} is in use by another publisher (lock {lock} is held)") from e
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        self._lockfile = f
-
-    def _start_thread(self, name: str, target) -> str:
-        ready: queue.SimpleQueue = queue.SimpleQueue()
-        t = threading.Thread(target=target, args=(ready,), name=name, daemon=True)
-        t.start()
-        self._threads.append(t)
-        try:
-            res = ready.get(timeout=10)
-        except queue.Empty as e:
-            raise PublishError(f"{name}: thread did not start within 10 s") from e
-        if isinstance(res, BaseException):
-            raise res
-        return res
-
     def close(self) -> None:
         """Drain and stop the threads, close the sockets and the journal.  Idempotent."""
         if self._state == "closed":
@@ -210,16 +171,9 @@ class Publisher:
         was_running = self._state == "running"
         with self._lock:
             self._state = "closed"
-        self._q.put(_STOP)
+        self._q.put(STOP)
         if self._ctx is not None and self._threads:
-            try:
-                ctrl = self._ctx.socket(zmq.PAIR)
-                ctrl.linger = 1000  # let "stop" reach the query thread before term()
-                ctrl.connect(self._ctrl_address)
-                ctrl.send(b"stop", zmq.NOBLOCK)
-                ctrl.close()
-            except zmq.ZMQError:
-                pass
+            stop_query_server(self._ctx, self._ctrl_address)
         self._retention_stop.set()
         for t in self._threads + ([self._retention] if self._retention else []):
             t.join(timeout=5)
@@ -395,60 +349,40 @@ class Publisher:
 
     # ------------------------------------------------------------------ threads
 
-    def _server_socket(self, kind: int) -> zmq.Socket:
-        s = self._ctx.socket(kind)
-        s.linger = 0
-        # ZMTP heartbeats: drop dead peers (a PLC gateway that lost power) without waiting for TCP.
-        s.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-        if self._curve is not None:
-            s.curve_publickey, s.curve_secretkey = self._curve
-            s.curve_server = True
-        return s
+    def _query_main(self, ready: queue.SimpleQueue) -> None:
+        run_query_server(
+            ready,
+            ctx=self._ctx,
+            cfg=self.cfg,
+            curve=self._curve,
+            ctrl_address=self._ctrl_address,
+            station=self.station,
+            info=self.health,
+            on_bound=functools.partial(setattr, self, "_query_address"),
+            metrics=self._metrics,
+            log=self._log,
+        )
 
     def _sender_main(self, ready: queue.SimpleQueue) -> None:
-        try:
-            pub = self._server_socket(zmq.PUB)
-            pub.sndhwm = self.cfg.sndhwm
-            pub.bind(self.cfg.pub)
-            endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
-        except zmq.ZMQError as e:
-            ready.put(PublishError(f"cannot bind PUB socket to {self.cfg.pub}: {e}"))
-            return
-        except BaseException as e:  # noqa: BLE001 - reported to start()
-            ready.put(e)
-            return
-        ready.put(endpoint)
-        self._pub_address = endpoint
-        hb_s = self.cfg.heartbeat_s
-        next_hb = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if now >= next_hb:
-                self._send_heartbeat(pub)
-                next_hb = max(next_hb + hb_s, now + hb_s / 2)  # steady cadence, no burst after a stall
-            try:
-                item = self._q.get(timeout=max(0.0, next_hb - time.monotonic()))
-            except queue.Empty:
-                continue
-            if item is _STOP:
-                break
-            seq, payload = item
-            try:
-                pub.send_multipart([self._topic, payload], flags=zmq.NOBLOCK)
-                self._sent_seq = seq
-            except zmq.Again:  # PUB drops rather than blocks; only under XPUB_NODROP-like setups
-                self._metrics.error("pub_dropped")
-                self._sent_seq = seq
-            except Exception as e:  # noqa: BLE001 - the sender must survive
-                self._metrics.error("pub_send")
-                self._log.error("pub_send_failed", seq=seq, error=f"{type(e).__name__}: {e}")
-        pub.close(linger=FLUSH_MS)
+        run_sender(
+            ready,
+            ctx=self._ctx,
+            cfg=self.cfg,
+            curve=self._curve,
+            q=self._q,
+            topic=self._topic,
+            heartbeat=self._heartbeat,
+            on_bound=functools.partial(setattr, self, "_pub_address"),
+            on_sent=functools.partial(setattr, self, "_sent_seq"),
+            metrics=self._metrics,
+            log=self._log,
+        )
 
-    def _send_heartbeat(self, pub: zmq.Socket) -> None:
+    def _heartbeat(self) -> dict:
+        """What the PUB thread sends on the ``heartbeat`` topic (docs/publish.md)."""
         with self._health_lock:
             h = dict(self._health)
-        hb = {
+        return {
             "schema": HEARTBEAT_SCHEMA,
             "station": self.station,
             "last_seq": self._sent_seq,
@@ -457,130 +391,3 @@ class Publisher:
             "query": self._query_address,
             "journal_id": self.journal_id,
         }
-        try:
-            pub.send_multipart([HEARTBEAT_TOPIC, json.dumps(hb, separators=(",", ":")).encode()], flags=zmq.NOBLOCK)
-            self._metrics.heartbeat()
-        except zmq.ZMQError as e:
-            self._metrics.error("heartbeat")
-            self._log.error("heartbeat_failed", error=str(e))
-
-    def _query_main(self, ready: queue.SimpleQueue) -> None:
-        try:
-            router = self._server_socket(zmq.ROUTER)
-            router.bind(self.cfg.query)
-            endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-            ctrl = self._ctx.socket(zmq.PAIR)
-            ctrl.linger = 0
-            ctrl.bind(self._ctrl_address)
-            journal = Journal(self.cfg.journal, readonly=True)
-        except zmq.ZMQError as e:
-            ready.put(PublishError(f"cannot bind query socket to {self.cfg.query}: {e}"))
-            return
-        except BaseException as e:  # noqa: BLE001 - reported to start()
-            ready.put(e)
-            return
-        self._query_address = endpoint
-        ready.put(endpoint)
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(ctrl, zmq.POLLIN)
-        try:
-            while True:
-                events = dict(poller.poll())
-                if ctrl in events:
-                    break
-                if router in events:
-                    for _ in range(64):  # drain a burst, then look at ctrl again
-                        try:
-                            frames = router.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        try:
-                            self._answer(router, frames, journal)
-                        except Exception as e:  # noqa: BLE001 - the query thread must survive
-                            self._metrics.error("query")
-                            self._log.error("query_failed", error=f"{type(e).__name__}: {e}")
-        finally:
-            router.close(linger=0)
-            ctrl.close(linger=0)
-            journal.close()
-
-    def _retention_main(self) -> None:
-        """Delete journal rows older than journal_keep_days, now and every retention_interval_s."""
-        try:
-            journal = Journal(self.cfg.journal, synchronous=self._sync)
-        except JournalError as e:
-            self._metrics.error("retention")
-            self._log.error("journal_retention_failed", error=str(e))
-            return
-        try:
-            while not self._retention_stop.is_set():
-                cutoff = time.time_ns() - int(self._keep_s * 1e9)
-                try:
-                    n = journal.prune(cutoff)
-                    if n:
-                        self._log.info("journal_pruned", verdicts=n, keep_days=self._keep_s / 86400.0)
-                except JournalError as e:
-                    self._metrics.error("retention")
-                    self._log.error("journal_retention_failed", error=str(e))
-                self._retention_stop.wait(self._retention_interval_s)
-        finally:
-            journal.close()
-
-    def _answer(self, router: zmq.Socket, frames: list[bytes], journal: Journal) -> None:
-        envelope, body = q.split_envelope(frames)
-        op, ok, reply = q.handle(body, journal=journal, station=self.station, info=self.health)
-        self._metrics.query(op, ok)
-        if not ok:
-            self._log.warning("query_rejected", op=op, reply=reply[:200].decode(errors="replace"))
-        try:
-            router.send_multipart(envelope + [reply], flags=zmq.NOBLOCK)
-        except zmq.ZMQError as e:  # peer gone or its queue full: it will ask again
-            self._metrics.error("query_reply")
-            self._log.warning("query_reply_dropped", op=op, error=str(e))
-
-
-class _AuthLog:
-    """zmq.auth logs through the stdlib logging API; route it to structlog."""
-
-    REPEAT_S = 60.0  # a refused client retries every ~100 ms: log each one once a minute
-
-    def __init__(self, log, metrics) -> None:
-        self._log = log
-        self._metrics = metrics
-        self._seen: dict[str, float] = {}
-
-    def debug(self, msg, *args, **kw) -> None:
-        text = _fmt(msg, args)
-        if text.startswith("DENIED"):  # zmq.auth reports refusals at debug level
-            self._metrics.error("curve_denied")
-            now = time.monotonic()
-            if now - self._seen.get(text, -self.REPEAT_S) >= self.REPEAT_S:
-                if len(self._seen) > 1000:
-                    self._seen.clear()
-                self._seen[text] = now
-                self._log.warning("curve_client_denied", detail=text, repeats_logged_every_s=self.REPEAT_S)
-
-    def info(self, msg, *args, **kw) -> None:
-        pass
-
-    def warning(self, msg, *args, **kw) -> None:
-        self._log.warning("curve_auth", message=_fmt(msg, args))
-
-    warn = warning
-
-    def error(self, msg, *args, **kw) -> None:
-        self._log.error("curve_auth", message=_fmt(msg, args))
-
-    def exception(self, msg, *args, **kw) -> None:
-        self._log.error("curve_auth", message=_fmt(msg, args), exc_info=True)
-
-    def getChild(self, name):  # noqa: N802 - logging API
-        return self
-
-
-def _fmt(msg, args) -> str:
-    try:
-        return str(msg) % args if args else str(msg)
-    except (TypeError, ValueError):
-        return f"{msg} {args}"

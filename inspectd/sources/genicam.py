@@ -37,19 +37,27 @@ thread with exponential backoff (0.5 s doubling to 10 s); meanwhile `read()`
 raises `DeviceLost` at once (the daemon counts a source error and backs off),
 so the acquisition thread never hangs. `health` reports connected,
 reconnects, losses, incomplete, timeouts, frames and the last error.
+
+This module is the plugin (``SCHEME``, the config, `GenicamSource`,
+``create``); the rest lives beside it:
+
+- `inspectd.sources.pixel_formats`: the mono pixel formats and
+  `payload_to_image` (unpacking, no Harvesters needed);
+- `inspectd.sources.genicam_nodes`: `find_producers`, device descriptions and
+  the node-map helpers (`set_node`, `try_set_node`, ...);
+- `inspectd.sources.genicam_device`: `Connection` (the open device:
+  configure, triggers, part-id chunk, close), `DeviceLost`, `GenicamHealth`.
+
+`PixelFormatError`, `payload_to_image`, `find_producers` and `DeviceLost`
+stay importable from here.
 """
 
 from __future__ import annotations
 
-import ctypes
-import glob
 import logging
-import math
-import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,140 +66,35 @@ from pydantic import Field, field_validator
 
 from inspectd.frames import Frame, FrameReadError, Sidecar
 from inspectd.sources.base import Pacer, SourceConfigBase, SourceError
+from inspectd.sources.genicam_device import Connection, DeviceLost, GenicamHealth, IncompleteBuffer
+from inspectd.sources.genicam_nodes import ENV_PATH, find_producers
+from inspectd.sources.pixel_formats import PIXEL_FORMATS, PixelFormatError, PixelFormatName, payload_to_image
 
 try:  # guarded import: harvesters/genicam are the optional `genicam` extra
-    from genicam.genapi import EInterfaceType
-    from genicam.genapi import GenericException as GenApiError
-    from genicam.genapi import LogicalErrorException
-    from genicam.genapi import is_available as _node_available
-    from genicam.genapi import is_writable as _node_writable
     from genicam.gentl import TimeoutException as GenTLTimeout
-    from harvesters.core import Callback, DeviceInfo, Harvester, ImageAcquirer
+    from harvesters.core import DeviceInfo
 
     _IMPORT_ERROR: Exception | None = None
 except ImportError as e:  # pragma: no cover - exercised only where the extra is missing
     _IMPORT_ERROR = e
-    Callback = object  # type: ignore[assignment,misc]
+
+__all__ = [  # the plugin, and the parts that moved out but stay importable from here
+    "CONFIG",
+    "SCHEME",
+    "DeviceLost",
+    "GenicamSource",
+    "GenicamSourceConfig",
+    "PixelFormatError",
+    "config_from_uri",
+    "create",
+    "find_producers",
+    "payload_to_image",
+]
 
 SCHEME = "genicam"
 TARGET_FIELD = "serial"
-ENV_PATH = "GENICAM_GENTL64_PATH"
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 10.0
-
-# ------------------------------------------------------------------ pixel formats
-
-# name -> (bits per pixel, layout): "u8"/"u16" unpacked, "lsb" PFNC packed (Mono10p...), "gige" GigE Vision packed
-PIXEL_FORMATS: dict[str, tuple[int, str]] = {
-    "Mono8": (8, "u8"),
-    "Mono10": (10, "u16"),
-    "Mono12": (12, "u16"),
-    "Mono14": (14, "u16"),
-    "Mono16": (16, "u16"),
-    "Mono10p": (10, "lsb"),
-    "Mono12p": (12, "lsb"),
-    "Mono14p": (14, "lsb"),
-    "Mono10Packed": (10, "gige"),
-    "Mono12Packed": (12, "gige"),
-}
-# `auto` picks the first of these the device offers: deepest first, unpacked before packed (less CPU)
-AUTO_ORDER = ["Mono16", "Mono14", "Mono14p", "Mono12", "Mono12p", "Mono12Packed", "Mono10", "Mono10p", "Mono10Packed", "Mono8"]
-PixelFormatName = Literal[
-    "auto", "Mono8", "Mono10", "Mono12", "Mono14", "Mono16",
-    "Mono10p", "Mono12p", "Mono14p", "Mono10Packed", "Mono12Packed",
-]  # fmt: skip
-
-
-class PixelFormatError(ValueError):
-    """A payload that cannot be turned into a mono image (unsupported format, short buffer)."""
-
-
-def _packed_bytes(npx: int, bits: int, layout: str) -> int:
-    """Bytes that hold `npx` packed pixels (GigE Vision "Packed" spends 3 bytes per 2 pixels even at 10 bits)."""
-    if layout == "gige":
-        return -(-npx // 2) * 3
-    return -(-npx * bits // 8)
-
-
-def _unpack_groups(rows: np.ndarray, bits: int, layout: str, npx: int) -> np.ndarray:
-    """Unpack each row of packed bytes `rows` (2-D uint8) into `npx` pixels (2-D uint16)."""
-    if layout == "lsb":  # PFNC "p": a little-endian bit stream, pixel i at bits [i*b, (i+1)*b)
-        group_px = 8 // math.gcd(bits, 8)
-        group_bytes = group_px * bits // 8
-    else:  # GigE Vision "Packed": 2 pixels in 3 bytes, high bits in bytes 0 and 2, low bits in byte 1
-        group_px, group_bytes = 2, 3
-    h, nbytes = rows.shape
-    groups = -(-npx // group_px)
-    if nbytes < groups * group_bytes:  # the last group of a row may be partial: pad with zeros
-        rows = np.concatenate([rows, np.zeros((h, groups * group_bytes - nbytes), np.uint8)], axis=1)
-    g = rows[:, : groups * group_bytes].reshape(h, groups, group_bytes)
-    if layout == "lsb":
-        v = np.zeros((h, groups), np.uint64)
-        for i in range(group_bytes):
-            v |= g[:, :, i].astype(np.uint64) << np.uint64(8 * i)
-        mask = np.uint64((1 << bits) - 1)
-        px = np.stack([(v >> np.uint64(bits * j)) & mask for j in range(group_px)], axis=-1).astype(np.uint16)
-    else:
-        lo_bits = bits - 8
-        lo_mask = (1 << lo_bits) - 1
-        b0, b1, b2 = (g[:, :, i].astype(np.uint16) for i in range(3))
-        p0 = (b0 << lo_bits) | (b1 & lo_mask)
-        p1 = (b2 << lo_bits) | ((b1 >> 4) & lo_mask)
-        px = np.stack([p0, p1], axis=-1)
-    return px.reshape(h, groups * group_px)[:, :npx]
-
-
-def payload_to_image(
-    raw: np.ndarray | bytes | memoryview, pixel_format: str, width: int, height: int, padding_x: int = 0
-) -> tuple[np.ndarray, int]:
-    """A GenTL image payload as a new 2-D uint8/uint16 array (never a view of `raw`), and its bit depth.
-
-    `raw` holds the payload bytes from the start of the image; `padding_x` is
-    GenTL's BUFFER_INFO_PADDING_X (bytes appended to every line). Unpacked
-    10–16-bit formats are little-endian 16-bit words; packed formats are the
-    PFNC LSB-first ``...p`` layout (lines packed back to back when there is no
-    line padding) or the GigE Vision ``...Packed`` layout.
-    """
-    if pixel_format not in PIXEL_FORMATS:
-        supported = ", ".join(PIXEL_FORMATS)
-        raise PixelFormatError(f"pixel format {pixel_format!r} is not supported (supported: {supported})")
-    bits, layout = PIXEL_FORMATS[pixel_format]
-    if width <= 0 or height <= 0:
-        raise PixelFormatError(f"{pixel_format} payload with an empty size {width}x{height}")
-    if padding_x < 0:
-        raise PixelFormatError(f"negative line padding {padding_x}")
-    buf = np.frombuffer(raw, np.uint8) if not isinstance(raw, np.ndarray) else raw.reshape(-1).view(np.uint8)
-    if layout in ("u8", "u16"):
-        bpp = 1 if layout == "u8" else 2
-        line = width * bpp
-        stride = line + padding_x
-        need = stride * height
-        if buf.size < need:
-            raise PixelFormatError(
-                f"{pixel_format} {width}x{height}: payload holds {buf.size} bytes, needs {need}"
-                + (f" (lines of {line} + {padding_x} padding bytes)" if padding_x else "")
-            )
-        rows = buf[:need].reshape(height, stride)[:, :line]
-        img = np.array(rows, copy=True, order="C")  # the copy: the buffer goes back to the producer after this
-        if bpp == 2:
-            img = img.view(np.dtype("<u2")).astype(np.uint16, copy=False).reshape(height, width)
-        return img, bits
-    if padding_x == 0:  # packed back to back: the whole image is one bit stream
-        need = _packed_bytes(width * height, bits, layout)
-        if buf.size < need:
-            raise PixelFormatError(f"{pixel_format} {width}x{height}: payload holds {buf.size} bytes, needs {need}")
-        img = _unpack_groups(buf[:need].reshape(1, need), bits, layout, width * height).reshape(height, width)
-    else:  # every line starts on a byte boundary, followed by padding_x bytes
-        line = _packed_bytes(width, bits, layout)
-        stride = line + padding_x
-        if buf.size < stride * height:
-            raise PixelFormatError(
-                f"{pixel_format} {width}x{height}: payload holds {buf.size} bytes, needs {stride * height} "
-                f"(lines of {line} + {padding_x} padding bytes)"
-            )
-        img = _unpack_groups(buf[: stride * height].reshape(height, stride)[:, :line], bits, layout, width)
-    return np.ascontiguousarray(img, dtype=np.uint16), bits
-
 
 # ------------------------------------------------------------------ config
 
@@ -249,380 +152,6 @@ def config_from_uri(target: str, params: dict[str, str]) -> GenicamSourceConfig:
     return GenicamSourceConfig.model_validate(data)
 
 
-# ------------------------------------------------------------------ producers and devices
-
-
-def find_producers(cti: Path | None, env: dict[str, str] | None = None) -> list[str]:
-    """The .cti files to load: `cti` (a file or a folder), else every .cti in the folders of $GENICAM_GENTL64_PATH."""
-    env = os.environ if env is None else env
-    if cti is not None:
-        p = Path(cti).expanduser()
-        if p.is_dir():
-            found = sorted(glob.glob(str(p / "*.cti")))
-            if not found:
-                raise SourceError(f"cti={cti}: the folder holds no .cti file")
-            return found
-        if not p.is_file():
-            raise SourceError(f"cti={cti}: no such GenTL producer file")
-        return [str(p)]
-    raw = env.get(ENV_PATH, "")
-    folders = [f for f in raw.split(os.pathsep) if f.strip()]
-    if not folders:
-        raise SourceError(f"no GenTL producer: give cti=PATH or set {ENV_PATH} (it is unset or empty)")
-    found = []
-    for f in folders:
-        found += [c for c in sorted(glob.glob(os.path.join(f, "*.cti"))) if c not in found]
-    if not found:
-        raise SourceError(f"no GenTL producer (.cti) in {ENV_PATH}={raw!r}; searched: {', '.join(folders)}")
-    return found
-
-
-def _info(d: Any, attr: str) -> str | None:
-    try:
-        v = getattr(d, attr)
-    except Exception:
-        return None
-    return None if v in (None, "") else str(v)
-
-
-def _describe(d: Any) -> str:
-    parts = [f"serial {_info(d, 'serial_number') or '?'}"]
-    for attr, label in (("model", "model"), ("user_defined_name", "user id")):
-        v = _info(d, attr)
-        if v:
-            parts.append(f"{label} {v}")
-    return " ".join(parts)
-
-
-# ------------------------------------------------------------------ node map
-
-
-def _node(nm: Any, name: str):
-    try:
-        n = nm.get_node(name)
-    except LogicalErrorException:
-        return None
-    try:
-        return n if _node_available(n) else None
-    except GenApiError:
-        return None
-
-
-def _frame_bytes(nm: Any, pixel_format: str | None) -> int | None:
-    """Bytes of one delivered frame (Mono8 -> uint8, deeper -> uint16) as configured, or None if unknown."""
-    w, h = _node(nm, "Width"), _node(nm, "Height")
-    try:
-        if w is None or h is None:
-            return None
-        return int(w.value) * int(h.value) * (1 if pixel_format == "Mono8" else 2)
-    except Exception:
-        return None
-
-
-def _first_node(nm: Any, names: tuple[str, ...]):
-    for name in names:
-        n = _node(nm, name)
-        if n is not None:
-            return name, n
-    return None, None
-
-
-def _set(nm: Any, names: tuple[str, ...], value: Any, param: str, device: str, what: str | None = None) -> None:
-    """Write `value` to the first of `names` the device has; SourceError names the node, the value and the range.
-
-    `what` is how the error names the setting (default ``param=value``).
-    """
-    name, node = _first_node(nm, names)
-    what = what or f"{param}={value}"
-    if node is None:
-        also = f" (nor {', '.join(names[1:])})" if len(names) > 1 else ""
-        raise SourceError(f"{what}: the device ({device}) has no node {names[0]}{also}")
-    kind = node.node.principal_interface_type
-    if kind == EInterfaceType.intfIEnumeration:
-        offered = list(node.symbolics)
-        if str(value) not in offered:
-            raise SourceError(f"{what}: {name} does not offer {value!r} (it offers: {', '.join(offered)})")
-    elif kind in (EInterfaceType.intfIInteger, EInterfaceType.intfIFloat):
-        try:
-            lo, hi = node.min, node.max
-        except GenApiError:
-            lo = hi = None
-        if lo is not None and not lo <= value <= hi:
-            raise SourceError(f"{what}: {name} must be within {lo}..{hi}")
-        if kind == EInterfaceType.intfIInteger and lo is not None:
-            try:
-                inc = int(node.inc)
-            except GenApiError:
-                inc = 1
-            if inc > 1 and (int(value) - int(lo)) % inc:
-                raise SourceError(f"{what}: {name} must be {lo} + a multiple of {inc} (range {lo}..{hi})")
-            value = int(value)
-    try:
-        if node.value == value:
-            return
-    except GenApiError:
-        pass
-    if not _node_writable(node):
-        raise SourceError(f"{what}: {name} is not writable on the device now")
-    try:
-        node.value = value
-    except GenApiError as e:
-        msg = str(e).split(" : ")[0].strip()
-        raise SourceError(f"{what}: the device refused {name} = {value!r}: {msg}") from e
-
-
-def _try_set(nm: Any, name: str, value: Any) -> bool:
-    """Best effort (auto modes off, enables): True when the node exists and took the value."""
-    node = _node(nm, name)
-    if node is None:
-        return False
-    try:
-        if node.value != value and _node_writable(node):
-            node.value = value
-        return True
-    except GenApiError:
-        return False
-
-
-PART_ID_RE = re.compile(r"^(Chunk)?Part_?I[Dd](Value)?$")
-
-
-# ------------------------------------------------------------------ a connection
-
-
-class DeviceLost(SourceError):
-    """The device is gone (or not answering); the source is reconnecting. Raised by `read()` meanwhile."""
-
-
-class _IncompleteBuffer(Exception):
-    pass
-
-
-class _RaiseOnIncomplete(Callback):  # type: ignore[misc,valid-type]
-    """Harvesters re-queues an incomplete buffer and calls this; raising ends fetch() so it is counted."""
-
-    def emit(self, context: Any = None) -> None:
-        raise _IncompleteBuffer()
-
-
-@dataclass
-class GenicamHealth:
-    connected: bool = False
-    reconnects: int = 0  # successful reconnections after a loss
-    losses: int = 0  # times the device was declared lost
-    incomplete: int = 0  # incomplete buffers (each an ERROR verdict)
-    timeouts: int = 0  # timeout_ms periods without the frame that was expected
-    frames: int = 0
-    last_error: str | None = None
-    device: str | None = None
-    pixel_format: str | None = None
-
-
-class _Connection:
-    """One Harvester + ImageAcquirer, configured and acquiring."""
-
-    def __init__(self, cfg: GenicamSourceConfig):
-        self.cfg = cfg
-        self.h = None
-        self.ia = None
-        self.device = "?"
-        self.serial = None
-        self.pixel_format = None
-        self.frame_bytes: int | None = None  # one delivered frame, from Width x Height once configured
-        self.triggered = False  # frames come only on a trigger: waiting is not a timeout
-        self.part_node = None
-        self.part_node_name = None
-        self.trigger_outstanding_since: float | None = None
-        self.t_progress = time.monotonic()
-        self.stalls = 0
-
-    # -------------------------------------------------------------- open
-
-    def open(self) -> None:
-        try:
-            self._open()
-        except BaseException:
-            self.close()
-            raise
-
-    def _open(self) -> None:
-        cfg = self.cfg
-        ctis = find_producers(cfg.cti)
-        for c in ctis:
-            try:
-                ctypes.CDLL(c)  # a file that is not a loadable GenTL library: say so (Harvesters would just skip it)
-            except OSError as e:
-                raise SourceError(f"GenTL producer {c} cannot be loaded: {e}") from e
-        self.h = h = Harvester()
-        for c in ctis:
-            h.add_file(c)
-        try:
-            h.update()
-        except Exception as e:
-            raise SourceError(f"GenTL producer {', '.join(ctis)}: device enumeration failed: {e}") from e
-        devices = list(h.device_info_list)
-        if not devices:
-            raise SourceError(f"no GenICam device found through {', '.join(ctis)}")
-        wanted = [
-            (attr, want, label)
-            for attr, want, label in (
-                ("serial_number", cfg.serial, "serial"),
-                ("model", cfg.model, "model"),
-                ("user_defined_name", cfg.user_id, "user id"),
-            )
-            if want is not None
-        ]
-        match = [d for d in devices if all(_info(d, a) == w for a, w, _ in wanted)]
-        if not match:
-            want_s = " ".join(f"{label} {w!r}" for _, w, label in wanted)
-            seen = "; ".join(_describe(d) for d in devices)
-            raise SourceError(f"no device with {want_s} (seen: {seen})")
-        info = match[0]
-        self.serial = _info(info, "serial_number")
-        self.device = _describe(info)
-        try:
-            self.ia = ia = h.create(info)
-        except Exception as e:
-            raise SourceError(f"cannot open device {self.device}: {type(e).__name__}: {e}") from e
-        self._configure(ia.remote_device.node_map)
-        self.frame_bytes = _frame_bytes(ia.remote_device.node_map, self.pixel_format)
-        ia.add_callback(ImageAcquirer.Events.INCOMPLETE_BUFFER, _RaiseOnIncomplete())
-        try:
-            ia.start()
-        except Exception as e:
-            raise SourceError(f"device {self.device}: cannot start acquisition: {type(e).__name__}: {e}") from e
-        self.t_progress = time.monotonic()
-
-    def _configure(self, nm: Any) -> None:
-        cfg, dev = self.cfg, self.device
-        # pixel format first: it changes the ranges of the others
-        pf_node = _node(nm, "PixelFormat")
-        if pf_node is None:
-            raise SourceError(f"the device ({dev}) has no node PixelFormat")
-        offered = list(pf_node.symbolics)
-        if cfg.pixel_format == "auto":
-            pick = next((f for f in AUTO_ORDER if f in offered), None)
-            if pick is None:
-                raise SourceError(
-                    f"pixel_format=auto: PixelFormat offers no mono format inspectd reads "
-                    f"(it offers: {', '.join(offered)}; inspectd reads: {', '.join(AUTO_ORDER)})"
-                )
-        else:
-            pick = cfg.pixel_format
-        _set(nm, ("PixelFormat",), pick, "pixel_format", dev)
-        self.pixel_format = pick
-        _try_set(nm, "AcquisitionMode", "Continuous")
-        if cfg.binning is not None:
-            _set(nm, ("BinningHorizontal",), cfg.binning, "binning", dev)
-            _set(nm, ("BinningVertical",), cfg.binning, "binning", dev)
-        # offsets to 0 before the size (the size's range shrinks with the offset), then the requested offsets
-        if cfg.offset_x is not None:
-            _set(nm, ("OffsetX",), 0, "offset_x", dev)
-        if cfg.offset_y is not None:
-            _set(nm, ("OffsetY",), 0, "offset_y", dev)
-        if cfg.width is not None:
-            _set(nm, ("Width",), cfg.width, "width", dev)
-        if cfg.height is not None:
-            _set(nm, ("Height",), cfg.height, "height", dev)
-        if cfg.offset_x is not None:
-            _set(nm, ("OffsetX",), cfg.offset_x, "offset_x", dev)
-        if cfg.offset_y is not None:
-            _set(nm, ("OffsetY",), cfg.offset_y, "offset_y", dev)
-        if cfg.exposure_us is not None:
-            _try_set(nm, "ExposureAuto", "Off")
-            _set(nm, ("ExposureTime", "ExposureTimeAbs"), float(cfg.exposure_us), "exposure_us", dev)
-        if cfg.gain is not None:
-            _try_set(nm, "GainAuto", "Off")
-            name, node = _first_node(nm, ("Gain", "GainRaw"))
-            value: float | int = cfg.gain
-            if node is not None and node.node.principal_interface_type == EInterfaceType.intfIInteger:
-                value = int(round(cfg.gain))
-            _set(nm, ("Gain", "GainRaw"), value, "gain", dev)
-        if cfg.trigger is not None:
-            self._set_trigger(nm)
-        else:
-            mode = _node(nm, "TriggerMode")
-            try:
-                self.triggered = mode is not None and str(mode.value) == "On"
-            except GenApiError:
-                self.triggered = False
-        if cfg.fps is not None:
-            _try_set(nm, "AcquisitionFrameRateEnable", True)
-            _set(nm, ("AcquisitionFrameRate", "AcquisitionFrameRateAbs"), float(cfg.fps), "fps", dev)
-        self._find_part_id_chunk(nm)
-
-    def _set_trigger(self, nm: Any) -> None:
-        cfg, dev = self.cfg, self.device
-        what = f"trigger={cfg.trigger}"
-        sel = _node(nm, "TriggerSelector")
-        if sel is not None and "FrameStart" in list(sel.symbolics):
-            _set(nm, ("TriggerSelector",), "FrameStart", "trigger", dev, what)
-        if cfg.trigger == "off":
-            if _node(nm, "TriggerMode") is not None:
-                _set(nm, ("TriggerMode",), "Off", "trigger", dev, what)
-            self.triggered = False
-            return
-        source = "Software" if cfg.trigger == "software" else f"Line{cfg.trigger[4:]}"
-        _set(nm, ("TriggerMode",), "On", "trigger", dev, what)
-        _set(nm, ("TriggerSource",), source, "trigger", dev, what)
-        if cfg.trigger == "software" and _node(nm, "TriggerSoftware") is None:
-            raise SourceError(f"trigger=software: the device ({dev}) has no node TriggerSoftware")
-        self.triggered = True
-
-    def _find_part_id_chunk(self, nm: Any) -> None:
-        try:
-            names = [n.node.name for n in nm.nodes]
-        except Exception:
-            return
-        chunk = next((n for n in names if PART_ID_RE.match(n)), None)
-        if chunk is None:
-            return
-        sel = _node(nm, "ChunkSelector")
-        if sel is not None:
-            entry = next((s for s in sel.symbolics if PART_ID_RE.match(s) or PART_ID_RE.match("Chunk" + s)), None)
-            if entry is not None:
-                _try_set(nm, "ChunkModeActive", True)
-                if _try_set(nm, "ChunkSelector", entry):
-                    _try_set(nm, "ChunkEnable", True)
-        self.part_node_name = chunk
-        self.part_node = _node(nm, chunk) or nm.get_node(chunk)
-
-    # -------------------------------------------------------------- acquire
-
-    def fire_software_trigger(self) -> None:
-        self.ia.remote_device.node_map.TriggerSoftware.execute()
-        self.trigger_outstanding_since = time.monotonic()
-
-    def expecting(self) -> bool:
-        """A frame is due (so waiting counts towards timeouts)."""
-        return not self.triggered or self.trigger_outstanding_since is not None
-
-    def part_id(self) -> str | None:
-        if self.part_node is None:
-            return None
-        try:
-            v = self.part_node.value
-        except Exception:
-            return None
-        s = str(v).strip() if v is not None else ""
-        return s or None
-
-    def close(self) -> None:
-        ia, h = self.ia, self.h
-        self.ia = self.h = None
-        self.part_node = None
-        if ia is not None:
-            try:
-                ia.destroy()
-            except Exception:
-                pass
-        if h is not None:
-            try:
-                h.reset()
-            except Exception:
-                pass
-
-
 # ------------------------------------------------------------------ the source
 
 
@@ -631,7 +160,7 @@ class GenicamSource:
         self.cfg = cfg
         self.name = f"genicam:{cfg.serial or ''}"
         self.health = GenicamHealth()
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         self._opened = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -659,7 +188,7 @@ class GenicamSource:
         if self._opened:
             self.close()
         self._stop.clear()
-        conn = _Connection(self.cfg)
+        conn = Connection(self.cfg)
         try:
             conn.open()
         except SourceError as e:
@@ -677,7 +206,7 @@ class GenicamSource:
         conn = self._conn
         return getattr(conn, "frame_bytes", None) if conn is not None else None
 
-    def _adopt(self, conn: _Connection) -> None:
+    def _adopt(self, conn: Connection) -> None:
         with self._lock:
             self._conn = conn
             self.health.connected = True
@@ -700,7 +229,7 @@ class GenicamSource:
 
     # -------------------------------------------------------------- device loss
 
-    def _lose(self, conn: _Connection, why: str) -> DeviceLost:
+    def _lose(self, conn: Connection, why: str) -> DeviceLost:
         with self._lock:
             if self._conn is conn:
                 self._conn = None
@@ -717,7 +246,7 @@ class GenicamSource:
         self._reconnector.start()
         return DeviceLost(f"genicam {conn.device}: device lost ({why}); reconnecting")
 
-    def _reconnect_loop(self, old: _Connection) -> None:
+    def _reconnect_loop(self, old: Connection) -> None:
         old.close()
         delay = RECONNECT_FIRST_S
         while not self._stop.is_set():
@@ -725,7 +254,7 @@ class GenicamSource:
             self._next_attempt = time.monotonic() + delay
             if self._stop.wait(delay):
                 return
-            conn = _Connection(self.cfg)
+            conn = Connection(self.cfg)
             try:
                 conn.open()
             except Exception as e:
@@ -770,7 +299,7 @@ class GenicamSource:
         try:
             with ia.fetch(timeout=left) as buf:
                 return self._take(conn, buf)
-        except _IncompleteBuffer:
+        except IncompleteBuffer:
             self.health.incomplete += 1
             conn.trigger_outstanding_since = None
             k = self._k
@@ -785,7 +314,7 @@ class GenicamSource:
         except Exception as e:  # a GenTL/GenApi error, or the acquirer torn down underneath us
             raise self._lose(conn, f"{type(e).__name__}: {e}".rstrip(": ")) from e
 
-    def _timed_out(self, conn: _Connection) -> None:
+    def _timed_out(self, conn: Connection) -> None:
         now = time.monotonic()
         if not conn.expecting():
             conn.t_progress = now  # waiting for a hardware trigger is not a stall
@@ -801,10 +330,10 @@ class GenicamSource:
             raise self._lose(conn, f"no frame for {conn.stalls} x {self.cfg.timeout_ms} ms")
         return None
 
-    def _frame_id(self, conn: _Connection, k: int) -> str:
+    def _frame_id(self, conn: Connection, k: int) -> str:
         return f"genicam-{conn.serial or 'dev'}-{k:06d}"
 
-    def _take(self, conn: _Connection, buf: Any) -> Frame | FrameReadError:
+    def _take(self, conn: Connection, buf: Any) -> Frame | FrameReadError:
         """Copy the image out of `buf` (still owned by us: it is queued back when the with block ends)."""
         t_ns = time.time_ns()
         conn.t_progress = time.monotonic()

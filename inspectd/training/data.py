@@ -35,16 +35,8 @@ from inspectd.frames.model import FrameError
 from inspectd.imaging.canonical import points_to_canonical, to_canonical
 from inspectd.imaging.window import window_limits
 from inspectd.tips.codec import HeatmapCodec
-from inspectd.tips.crop import (
-    InputSpec,
-    aa_sigma,
-    affine,
-    labels_pitch,
-    normalise,
-    orientation_from_labels,
-    render_tile,
-    source_box,
-)
+from inspectd.tips.crop import InputSpec, aa_sigma, normalise, render_tile, source_box
+from inspectd.tips.geometry import affine, labels_pitch, orientation_from_labels
 
 __all__ = ["AugConfig", "CachedFrame", "load_frames", "find_dumps", "sample", "make_batch_train", "frame_weights"]
 

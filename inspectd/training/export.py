@@ -7,7 +7,7 @@
    max abs heatmap difference goes in the card (``export.max_abs_diff``) and
    must stay below ``tol``.
 3. Threshold calibration and metrics: the inference path
-   (`model.train.validate`, ONNX Runtime) on the calibration dumps (default:
+   (`training.validation.validate`, ONNX Runtime) on the calibration dumps (default:
    the run's validation dumps) picks the threshold (min miss + false rate);
    metrics for all three decoders are then measured on the test dumps at that
    threshold (held out from training and calibration when given).
@@ -117,7 +117,7 @@ def export_onnx(
     from inspectd.nets.checkpoint import load_checkpoint, torch_infer
     from inspectd.nets.hrnet import count_params
     from inspectd.training.data import find_dumps
-    from inspectd.training.train import val_frames, validate
+    from inspectd.training.validation import val_frames, validate
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

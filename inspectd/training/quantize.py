@@ -35,7 +35,7 @@ __all__ = ["calibration_tiles", "compare", "head_nodes", "quantize_int8"]
 
 
 def calibration_tiles(frames, spec, n: int) -> list[np.ndarray]:
-    """Up to `n` single tiles (1, 1, H, W) cut from `frames` (`train.ValFrame`s) as inference cuts them."""
+    """Up to `n` single tiles (1, 1, H, W) cut from `frames` (`validation.ValFrame`s) as inference cuts them."""
 
     tiles: list[np.ndarray] = []
     for vf in frames:
@@ -104,7 +104,7 @@ def _time_tiles(engines: dict, tiles: list[np.ndarray], rounds: int) -> dict:
 
 def compare(models: dict[str, Path], frames, spec, codec, *, threads: int = 2, rounds: int = 5, n_tiles: int = 40) -> dict:
     """Accuracy (DARK at the card's threshold) and ms per tile of each model on the same `frames`."""
-    from inspectd.training.train import validate
+    from inspectd.training.validation import validate
 
     engines = {}
     for k, p in models.items():
@@ -136,7 +136,7 @@ def compare(models: dict[str, Path], frames, spec, codec, *, threads: int = 2, r
 
 def main(argv: list[str] | None = None) -> int:
     from inspectd.training.data import find_dumps
-    from inspectd.training.train import val_frames
+    from inspectd.training.validation import val_frames
 
     p = argparse.ArgumentParser(prog="python -m inspectd.training.quantize", description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="fp32 .onnx with its card beside it")

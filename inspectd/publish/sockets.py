@@ -1,0 +1,124 @@
+"""The publisher's server sockets: options, CURVE security, address checks, the threads that own them.
+
+Split from publisher.py so that what the PUB and ROUTER sockets have in common
+(ZMTP heartbeats, CURVE server keys, the zmq.auth thread and its log, the
+warning for a plain-text bind beyond loopback, the start-up handshake of the
+thread that binds and owns each socket) sits in one place, apart from what
+the threads do with them (sender.py, query_server.py).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from inspectd.publish.errors import PublishError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def host(endpoint: str) -> str | None:
+    """The host part of a ``tcp://`` endpoint; None for any other transport."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    hostport = endpoint[len("tcp://") :]
+    return hostport.rsplit(":", 1)[0]
+
+
+def warn_beyond_loopback(log, addresses: tuple[tuple[str, str], ...], curve: tuple[bytes, bytes] | None) -> None:
+    """Log a warning for each (socket name, bound address) reachable beyond loopback without CURVE."""
+    for name, addr in addresses:
+        h = host(addr)
+        if h is not None and h not in LOOPBACK and curve is None:
+            log.warning("bound_beyond_loopback_without_curve", socket=name, address=addr)
+
+
+def server_socket(ctx: zmq.Context, kind: int, curve: tuple[bytes, bytes] | None) -> zmq.Socket:
+    """A socket of `kind` with the publisher's options; a CURVE server when `curve` (public, secret) is given."""
+    s = ctx.socket(kind)
+    s.linger = 0
+    # ZMTP heartbeats: drop dead peers (a PLC gateway that lost power) without waiting for TCP.
+    s.setsockopt(zmq.HEARTBEAT_IVL, 2000)
+    s.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
+    if curve is not None:
+        s.curve_publickey, s.curve_secretkey = curve
+        s.curve_server = True
+    return s
+
+
+def start_socket_thread(name: str, target, threads: list[threading.Thread]) -> str:
+    """Start daemon thread `name` running target(ready), add it to `threads`, and return its bound endpoint.
+
+    A ZeroMQ socket is used by one thread only, so the thread binds its own
+    socket and puts the endpoint, or the exception that stopped it, on `ready`.
+    """
+    ready: queue.SimpleQueue = queue.SimpleQueue()
+    t = threading.Thread(target=target, args=(ready,), name=name, daemon=True)
+    t.start()
+    threads.append(t)
+    try:
+        res = ready.get(timeout=10)
+    except queue.Empty as e:
+        raise PublishError(f"{name}: thread did not start within 10 s") from e
+    if isinstance(res, BaseException):
+        raise res
+    return res
+
+
+def start_authenticator(ctx: zmq.Context, clients: Path, log, metrics) -> ThreadAuthenticator:
+    """Start zmq.auth's thread on `ctx`, admitting the CURVE clients whose public keys are in `clients`."""
+    auth = ThreadAuthenticator(ctx, log=AuthLog(log, metrics))
+    auth.start()
+    auth.configure_curve(domain="*", location=str(clients))
+    return auth
+
+
+class AuthLog:
+    """zmq.auth logs through the stdlib logging API; route it to structlog."""
+
+    REPEAT_S = 60.0  # a refused client retries every ~100 ms: log each one once a minute
+
+    def __init__(self, log, metrics) -> None:
+        self._log = log
+        self._metrics = metrics
+        self._seen: dict[str, float] = {}
+
+    def debug(self, msg, *args, **kw) -> None:
+        text = _fmt(msg, args)
+        if text.startswith("DENIED"):  # zmq.auth reports refusals at debug level
+            self._metrics.error("curve_denied")
+            now = time.monotonic()
+            if now - self._seen.get(text, -self.REPEAT_S) >= self.REPEAT_S:
+                if len(self._seen) > 1000:
+                    self._seen.clear()
+                self._seen[text] = now
+                self._log.warning("curve_client_denied", detail=text, repeats_logged_every_s=self.REPEAT_S)
+
+    def info(self, msg, *args, **kw) -> None:
+        pass
+
+    def warning(self, msg, *args, **kw) -> None:
+        self._log.warning("curve_auth", message=_fmt(msg, args))
+
+    warn = warning
+
+    def error(self, msg, *args, **kw) -> None:
+        self._log.error("curve_auth", message=_fmt(msg, args))
+
+    def exception(self, msg, *args, **kw) -> None:
+        self._log.error("curve_auth", message=_fmt(msg, args), exc_info=True)
+
+    def getChild(self, name):  # noqa: N802 - logging API
+        return self
+
+
+def _fmt(msg, args) -> str:
+    try:
+        return str(msg) % args if args else str(msg)
+    except (TypeError, ValueError):
+        return f"{msg} {args}"
