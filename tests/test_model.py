@@ -226,6 +226,24 @@ def test_frame_weights_oversample_defect_kinds(sim_dump):
     np.testing.assert_allclose(p, [1 / 6, 4 / 6, 1 / 6])
     x, y = make_batch_train(frames, spec, HeatmapCodec(), AugConfig(), np.random.default_rng(0), 5, p)
     assert x.shape == (5, 1, 128, 96) and y.shape == (5, 2, 64, 48)
+    # a dump's weight (labelled real frames beside simulated ones) multiplies the defect weight
+    assert all(f.source == str(find_dumps(sim_dump)[0]) for f in frames)
+    frames[0] = dataclasses.replace(frames[0], source="/data/real/images")
+    p = frame_weights(frames, {"extra_layer": 4.0}, {"real": 3.0})
+    np.testing.assert_allclose(p, [3 / 8, 4 / 8, 1 / 8])
+    np.testing.assert_allclose(frame_weights(frames, {}, {"real": 3.0}), [3 / 5, 1 / 5, 1 / 5])
+
+
+def test_train_takes_a_labelled_real_dump_beside_a_simulated_one(sim_dump, real_dir, tmp_path):
+    """Station adaptation: real frames (images/ + labels/) in the same run as simulator frames, weighted."""
+    from inspectd.labelling.workflow import assemble
+    from inspectd.training.train import train
+
+    stems = {"10-20-10__NULL_1_1_duofuduo_sangdun-clear", "17-05-07__NULL_1_2_duofuduo_sangdun-blur"}
+    assert assemble(real_dir / "images", real_dir / "labels", tmp_path / "real", only=stems) == 2
+    res = train([str(sim_dump), str(tmp_path / "real")], tmp_path / "run", steps=3, dump_weights={"real": 4.0}, **TINY)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert res["step"] == 3 and "cached 2 frames from" in log and '"real": ' in log
 
 
 def test_int8_variant_of_the_shipped_model_keeps_finding_tips(sim_dump, tmp_path):

@@ -91,6 +91,24 @@ def import_cmd(
     out.print(f"{n} frames imported into {out_dir}", highlight=False)
 
 
+@label_app.command("assemble")
+def assemble_cmd(
+    images: Annotated[Path, typer.Option(help="folder of the images (any dump layout)")],
+    labels: Annotated[Path, typer.Option(help="folder of <stem>.json label files")],
+    out_dir: Annotated[Path, typer.Option("--out", help="labelled dump to make (images/ + labels/, linked)")],
+) -> None:
+    """Put images and label files kept apart into one labelled dump that replay, eval and train read."""
+    from inspectd.labelling.workflow import assemble
+
+    try:
+        n = assemble(images, labels, out_dir)
+    except FileNotFoundError as e:
+        raise fail(str(e)) from e
+    if n == 0:
+        raise fail(f"no image in {images} has a label file in {labels}")
+    out.print(f"{n} labelled frames in {out_dir}", highlight=False)
+
+
 @label_app.command("compare")
 def compare_cmd(
     a: Annotated[Path, typer.Argument(help="one labelling folder")],
@@ -100,7 +118,10 @@ def compare_cmd(
     """How far two labellings of the same frames agree (matched-tip distances, tips only one has)."""
     from inspectd.labelling.workflow import compare
 
-    r = compare(a, b)
+    try:
+        r = compare(a, b)
+    except FileNotFoundError as e:
+        raise fail(str(e)) from e
     if as_json:
         print(json.dumps(r, indent=1))
         return

@@ -59,7 +59,7 @@ def _needs_torch(what: str) -> None:
         raise fail(f"inspectd {what} needs torch: pip install 'inspectd[train]' (torch==2.13.0, CPU)", EXIT_FAILED)
 
 
-_T = {f.name: f.default for f in fields(TrainOptions) if f.name not in ("aug", "oversample")}
+_T = {f.name: f.default for f in fields(TrainOptions) if f.name not in ("aug", "oversample", "dump_weights")}
 
 
 def _d(name: str) -> str:
@@ -117,6 +117,9 @@ def train(
     progress: Annotated[bool | None, typer.Option(help="progress bar [default: when stderr is a terminal]")] = None,
     aug: Annotated[str | None, typer.Option(help='augmentation overrides, JSON, e.g. {"blur_max": 2.5}')] = None,
     oversample: Annotated[str | None, typer.Option(help='defect sampling weights, JSON, e.g. {"extra_layer": 4}')] = None,
+    dump_weights: Annotated[
+        str | None, typer.Option(help='per-dump sampling weights, JSON: part of the path -> weight, e.g. {"real": 8}')
+    ] = None,
 ) -> None:
     """Train the HRNet tip model on simulator and labelled dumps (needs the "train" extra: torch).
 
@@ -127,7 +130,7 @@ def train(
 
     given = dict(locals())
     opts = {k: v for k, v in given.items() if k in _T and v is not None}
-    for key, what in (("aug", "--aug"), ("oversample", "--oversample")):
+    for key, what in (("aug", "--aug"), ("oversample", "--oversample"), ("dump_weights", "--dump-weights")):
         obj = _json_option(given[key], what)
         if obj is not None:
             opts[key] = obj

@@ -18,6 +18,7 @@ import numpy as np
 from inspectd.config import Config
 from inspectd.evaluation.matching import default_gate, match_tips
 from inspectd.frames import Frame
+from inspectd.imaging.canonical import points_to_canonical
 from inspectd.imaging.window import to_8bit
 from inspectd.inspection.corners import detect_corners
 from inspectd.inspection.roi import RoiDetail, find_roi_detail
@@ -35,7 +36,8 @@ class Proposal:
     frame_id: str
     anode: np.ndarray
     cathode: np.ndarray
-    review: list[dict] = field(default_factory=list)  # {"class", "index", "why"}: for a person to look at
+    review: list[dict] = field(default_factory=list)  # {"class", "index", "why"[, "alt"]}: for a person to look at
+    dropped: list[str] = field(default_factory=list)  # model-only tips left out as implausible, and why
     agreed: int = 0  # tips both finders put within AGREE_PX
     error: str | None = None  # no stack, no model: nothing proposed
 
@@ -49,8 +51,34 @@ def locate_detail(img8: np.ndarray, cfg: Config) -> RoiDetail | None:
     return None
 
 
-def _merge(model: np.ndarray, prof: np.ndarray, cls: str, agree: float, gate: float):
+def _plausible(model_c: np.ndarray, prof_a: np.ndarray, prof_c: np.ndarray, cls: str) -> tuple[np.ndarray, list[str]]:
+    """Which model-only tips (canonical px) fit the stack's structure; reasons for the ones that do not.
+
+    The profile finder's tips are structured by construction (one anode per
+    line, one cathode per gap); a model-only tip at the same height as one of
+    its own class (within 0.35 of the pitch) is a duplicate, and a cathode out
+    at the anode front (beyond half-way from the cathode front to it) is on an
+    anode line.
+    """
+    ok = np.ones(len(model_c), bool)
+    why = [""] * len(model_c)
+    ya = np.sort(prof_a[:, 1]) if len(prof_a) > 1 else None
+    pitch = float(np.median(np.diff(ya))) if ya is not None else None
+    same = prof_a if cls == "anode" else prof_c
+    for k, (x, y) in enumerate(model_c):
+        if pitch and len(same) and np.min(np.abs(same[:, 1] - y)) < 0.35 * pitch:
+            ok[k], why[k] = False, f"{cls} at ({x:.1f}, {y:.1f}) canonical: beside one already found"
+        elif cls == "cathode" and len(prof_a) and len(prof_c):
+            half = 0.5 * (np.median(prof_a[:, 0]) + np.median(prof_c[:, 0]))
+            if x > half:
+                ok[k], why[k] = False, f"cathode at ({x:.1f}, {y:.1f}) canonical: out at the anode front"
+    return ok, why
+
+
+def _merge(model: np.ndarray, prof: np.ndarray, cls: str, agree: float, gate: float, keep_model=None):
     pairs, only_model, only_prof = match_tips(model, prof, gate)
+    if keep_model is not None:
+        only_model = [i for i in only_model if keep_model[i]]
     pts, why = [], []
     agreed = 0
     for i, j in pairs:
@@ -60,7 +88,7 @@ def _merge(model: np.ndarray, prof: np.ndarray, cls: str, agree: float, gate: fl
             agreed += 1
             why.append(None)
         else:
-            why.append(f"model and profile {d:.1f} px apart (model at {model[i][0]:.1f}, {model[i][1]:.1f})")
+            why.append((f"model and profile {d:.1f} px apart", [round(float(v), 2) for v in model[i]]))
     for i in only_model:
         pts.append(model[i])
         why.append("model only")
@@ -101,14 +129,29 @@ def propose(frame: Frame, detector: TipDetector | None, cfg: Config) -> Proposal
     horizontal = detail.roi.orientation.name in ("LEFT", "RIGHT")
     out = {}
     review: list[dict] = []
+    dropped: list[str] = []
     agreed = 0
+    o = detail.roi.orientation
+    canon = {k: points_to_canonical(v, o, img8.shape) for k, v in
+             (("pa", prof.anode), ("pc", prof.cathode), ("ma", model_a), ("mc", model_c))}  # fmt: skip
     for cls, m, p in (("anode", model_a, prof.anode), ("cathode", model_c, prof.cathode)):
         if detector is None:  # profile only: nothing to compare
             pts, why, n = p, [None] * len(p), 0
         else:
-            pts, why, n = _merge(m, p, cls, AGREE_PX * scale, gate)
+            pairs, only_model, _ = match_tips(m, p, gate)
+            keep = np.ones(len(m), bool)
+            if len(only_model):
+                idx = np.asarray(only_model)
+                ok, reasons = _plausible(canon["m" + cls[0]][idx], canon["pa"], canon["pc"], cls)
+                keep[idx] = ok
+                dropped += [r for r in reasons if r]
+            pts, why, n = _merge(m, p, cls, AGREE_PX * scale, gate, keep)
         pts, why = _along_stack(pts, why, horizontal)
         out[cls] = pts
         agreed += n
-        review += [{"class": cls, "index": k, "why": w} for k, w in enumerate(why) if w]
-    return Proposal(frame.frame_id, out["anode"], out["cathode"], review, agreed, error)
+        for k, w in enumerate(why):
+            if isinstance(w, tuple):  # a second position a person may prefer: the model's
+                review.append({"class": cls, "index": k, "why": w[0], "alt": w[1]})
+            elif w:
+                review.append({"class": cls, "index": k, "why": w})
+    return Proposal(frame.frame_id, out["anode"], out["cathode"], review, dropped, agreed, error)

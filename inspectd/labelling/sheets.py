@@ -3,9 +3,9 @@
 Drawn in the canonical view (layers horizontal, tips to the right, whatever
 the frame's orientation) so every sheet reads the same way: the stack's tip
 region cut into strips of a few layers, each zoomed until a layer pitch is
-about 24 screen px, anodes cyan and numbered ``a<i>``, cathodes orange
+about 36 screen px, anodes cyan and numbered ``a<i>``, cathodes orange
 ``c<i>``, anything in the sidecar's ``review`` list boxed in red with its
-number. Indices are the sidecar's (ordered along the stack), so a person
+number, and where the model put a tip elsewhere, its position as a red cross. Indices are the sidecar's (ordered along the stack), so a person
 corrects "c7" in the JSON or in their labelling tool.
 """
 
@@ -20,7 +20,7 @@ __all__ = ["render_sheet"]
 
 ANODE, CATHODE, FLAG = (255, 220, 0), (0, 140, 255), (40, 40, 230)
 PER_STRIP = 8  # anode tips per strip
-TARGET_PITCH_PX = 24
+TARGET_PITCH_PX = 36
 
 
 def render_sheet(img8: np.ndarray, anode, cathode, orientation: Orientation, review: list[dict] | None = None,
@@ -31,6 +31,8 @@ def render_sheet(img8: np.ndarray, anode, cathode, orientation: Orientation, rev
     a = points_to_canonical(np.asarray(anode, np.float64).reshape(-1, 2), o, img8.shape)
     c = points_to_canonical(np.asarray(cathode, np.float64).reshape(-1, 2), o, img8.shape)
     flagged = {(r["class"], int(r["index"])) for r in (review or [])}
+    alts = {(r["class"], int(r["index"])): points_to_canonical(np.asarray([r["alt"]], np.float64), o, img8.shape)[0]
+            for r in (review or []) if r.get("alt") is not None}  # fmt: skip
     allp = np.vstack([a, c]) if len(a) + len(c) else np.zeros((0, 2))
     if len(allp) == 0:
         return _banner(cv2.cvtColor(canon, cv2.COLOR_GRAY2BGR), title + "  (no tips)")
@@ -59,6 +61,10 @@ def render_sheet(img8: np.ndarray, anode, cathode, orientation: Orientation, rev
                 if (cls, i) in flagged:
                     r = 3 * zoom
                     cv2.rectangle(crop, (p[0] - r, p[1] - r), (p[0] + r, p[1] + r), FLAG, 1)
+                if (cls, i) in alts:  # the model's position, where it differs: a red cross
+                    ax, ay = alts[(cls, i)]
+                    q = (int(round((ax - x0 + 0.5) * zoom)), int(round((ay - y0 + 0.5) * zoom)))
+                    cv2.drawMarker(crop, q, FLAG, cv2.MARKER_TILTED_CROSS, 2 * zoom, 1)
         strips.append(crop)
         strips.append(np.full((6, crop.shape[1], 3), 90, np.uint8))
     sheet = np.vstack(strips[:-1])

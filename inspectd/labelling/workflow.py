@@ -33,7 +33,7 @@ from inspectd.labelling.propose import locate_detail, propose
 from inspectd.labelling.sheets import render_sheet
 from inspectd.tips.detector import TipDetector
 
-__all__ = ["compare", "export_coco", "import_coco", "propose_dump", "write_sheets"]
+__all__ = ["assemble", "compare", "export_coco", "import_coco", "propose_dump", "write_sheets"]
 
 
 def _place_image(src: Path, images: Path, copy: bool) -> Path:
@@ -88,7 +88,7 @@ def propose_dump(dump: Path, out: Path, detector: TipDetector | None, cfg: Confi
         _place_image(path, out / "images", copy)
         source = "profile+model" if detector is not None else "profile"
         _write_label(out / "labels", path.stem, frame.meta, p.anode, p.cathode,
-                     label_quality="proposed", label_source=source, review=p.review)  # fmt: skip
+                     label_quality="proposed", label_source=source, review=p.review, dropped=p.dropped)  # fmt: skip
         img8 = to_8bit(frame.image, frame.bit_depth)
         detail = locate_detail(img8, cfg)
         _sheet(out, path.stem, img8, p.anode, p.cathode, detail.roi.orientation, p.review)
@@ -159,6 +159,27 @@ def import_coco(coco: Path, images: Path, out: Path, *, copy: bool = False) -> i
         _place_image(src, Path(out) / "images", copy)
         _write_label(Path(out) / "labels", stem, meta, a, c, label_quality="imported", label_source=f"coco:{Path(coco).name}")
     return len(labels)
+
+
+def assemble(images: Path, labels: Path, out: Path, *, only: set[str] | None = None, copy: bool = False) -> int:
+    """A labelled dump in `out` from images kept in one place and label files in another (e.g. in git).
+
+    Only images with a label file are taken (and, with `only`, only those stems); returns how many.
+    """
+    out = Path(out)
+    n = 0
+    for path in list_dump(images):
+        side = Path(labels) / f"{path.stem}.json"
+        if not side.exists() or (only is not None and path.stem not in only):
+            continue
+        _place_image(path, out / "images", copy)
+        (out / "labels").mkdir(parents=True, exist_ok=True)
+        dst = out / "labels" / side.name
+        if dst.exists() or dst.is_symlink():
+            dst.unlink()
+        dst.symlink_to(os.path.relpath(side.resolve(), (out / "labels").resolve()))
+        n += 1
+    return n
 
 
 def compare(a: Path, b: Path) -> dict:

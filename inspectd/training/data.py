@@ -78,6 +78,7 @@ class CachedFrame:
     identity8: bool  # uint8 frame that to_8bit leaves unchanged
     shape: tuple[int, int]  # full frame (H, W)
     defects: tuple[str, ...] = ()  # the sidecar's defect kinds (training may oversample some)
+    source: str = ""  # the dump it came from (training may weight dumps: real beside simulated)
 
 
 def find_dumps(path: Path | str | list) -> list[Path]:
@@ -169,6 +170,8 @@ def load_frames(
             with forked_pool(workers) as pool:
                 futures = [pool.submit(_cache_file, p, spec, aug) for p in paths]
                 got = [c for c in (result_or_raise(pool, f) for f in futures) if c is not None]
+            for c in got:
+                c.source = str(d)
             out += got
             n = len(got)
         else:
@@ -177,6 +180,7 @@ def load_frames(
                     continue
                 cf = cache_frame(fr, spec, aug)
                 if cf is not None:
+                    cf.source = str(d)
                     out.append(cf)
                     n += 1
                 if limit is not None and n >= limit:
@@ -261,15 +265,26 @@ def _apply(A: np.ndarray, p: np.ndarray) -> np.ndarray:
     return p @ A[:, :2].T + A[:, 2]
 
 
-def frame_weights(frames: list[CachedFrame], oversample: dict[str, float]) -> np.ndarray | None:
-    """Sampling probabilities: a frame carrying a defect in `oversample` weighs that much (else 1).
+def frame_weights(
+    frames: list[CachedFrame], oversample: dict[str, float], dump_weights: dict[str, float] | None = None
+) -> np.ndarray | None:
+    """Sampling probabilities: defect weight (`oversample`) times dump weight (`dump_weights`), else 1.
 
     Rare geometry (two same-class tips 0.6-0.8 pitch apart in `extra_layer` cells: ~6 % of
     frames) is what the model gets wrong; drawing those frames more often is the cheap fix.
+    `dump_weights` maps a part of a dump's path (e.g. "real") to the weight of each of its
+    frames: a few dozen labelled real frames beside thousands of simulated ones.
     """
-    if not oversample:
+    if not oversample and not dump_weights:
         return None
-    w = np.array([max([float(oversample.get(d, 1.0)) for d in f.defects] or [1.0]) for f in frames], np.float64)
+
+    def dump_w(src: str) -> float:
+        return next((float(w) for key, w in (dump_weights or {}).items() if key in src), 1.0)
+
+    w = np.array(
+        [max([float(oversample.get(d, 1.0)) for d in f.defects] or [1.0]) * dump_w(f.source) for f in frames],
+        np.float64,
+    )
     return w / w.sum()
 
 

@@ -61,6 +61,7 @@ class TrainOptions:
     progress: bool | None = None  # rich progress bar (default: when stderr is a terminal)
     aug: dict = field(default_factory=dict)  # AugConfig overrides
     oversample: dict = field(default_factory=dict)  # defect kind -> sampling weight, e.g. {"extra_layer": 4}
+    dump_weights: dict = field(default_factory=dict)  # part of a dump path -> weight of its frames, e.g. {"real": 8}
 
     def spec(self) -> InputSpec:
         return InputSpec(pitch_in=self.pitch_in, tile_w=self.tile_w, tile_h=self.tile_h)

@@ -90,9 +90,10 @@ class _Log:
 
 
 def _default_val(data_dir, data: list[Path]) -> list[Path]:
-    """`val/` beside the training directory (runs/data/train -> runs/data/val), if any."""
+    """`val/` beside the training directory (runs/data/train -> runs/data/val), if any (`data_dir` may be a list)."""
     train_set = {d.resolve() for d in data}
-    for root in [Path(data_dir)] + list(data):
+    given = [Path(p) for p in data_dir] if isinstance(data_dir, (list, tuple)) else [Path(data_dir)]
+    for root in given + list(data):
         for anc in (root.parent, root.parent.parent):
             cand = anc / "val"
             if cand.is_dir():
@@ -141,10 +142,11 @@ def train(data_dir, out_dir, **opts) -> dict:
         raise ValueError(f"no labelled frames under {data_dir}")
     vfr = val_frames(val, o.val_frames) if val and o.val_frames > 0 else []
     log(f"{len(frames)} training frames from {len(data)} dump(s); {len(vfr)} validation frames")
-    weights = frame_weights(frames, o.oversample)
+    weights = frame_weights(frames, o.oversample, o.dump_weights)
     if weights is not None:
         share = {k: float(sum(w for w, f in zip(weights, frames) if k in f.defects)) for k in o.oversample}
-        log(f"oversampling {o.oversample}: share of draws {json.dumps({k: round(v, 3) for k, v in share.items()})}")
+        share |= {k: float(sum(w for w, f in zip(weights, frames) if k in f.source)) for k in o.dump_weights}
+        log(f"weights {o.oversample} {o.dump_weights}: share of draws {json.dumps({k: round(v, 3) for k, v in share.items()})}")
 
     model, opt, step, history, best_score = _model_and_optimiser(torch, o, ck, last, device, log)
 
