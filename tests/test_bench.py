@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import cli
+
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = """
@@ -176,3 +178,14 @@ def test_replay_preload_serves_memory_with_fresh_stamps(tmp_path):
     assert a.frame_id == a2.frame_id != b.frame_id
     assert a.image is a2.image  # the same pixels in memory, no decode
     assert a.meta is not a2.meta and a2.meta.t_acquired_ns >= a.meta.t_acquired_ns > 0
+
+
+def test_bench_writes_outside_the_checkout_unless_told_to_save():
+    """An ad-hoc `inspectd bench` must not dirty the tracked bench/results (first-hour item, #17)."""
+    from inspectd.cli.tools import BENCH_RESULTS, BENCH_SCRATCH
+
+    assert BENCH_RESULTS == Path("bench/results") and BENCH_SCRATCH == Path("runs/bench")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(BENCH_SCRATCH)], cwd=REPO)
+    assert ignored.returncode == 0, f"{BENCH_SCRATCH} must be git-ignored"
+    r = cli("bench", "--save", "--out", "elsewhere")
+    assert r.returncode == 2 and "either --save or --out" in r.stderr

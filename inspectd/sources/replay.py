@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from inspectd.frames import Frame, FrameReadError, list_dump, read_frame
+from inspectd.frames import Frame, FrameError, FrameReadError, list_dump, read_frame
 from inspectd.sources.base import EndOfStream, Pacer, SourceConfigBase, SourceError
 
 SCHEME = "replay"
@@ -96,7 +96,7 @@ class ReplaySource:
         try:
             return read_frame(path)
         except Exception as e:  # FrameError, or a file that vanished: one bad file never stops the stream
-            msg = str(e) if type(e).__name__ == "FrameError" else f"{path.name}: {type(e).__name__}: {e}"
+            msg = str(e) if isinstance(e, FrameError) else f"{path.name}: {type(e).__name__}: {e}"
             return FrameReadError(frame_id=path.stem, path=path, message=msg)
 
     @property
