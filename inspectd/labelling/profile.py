@@ -117,11 +117,7 @@ def _anode_tip(img: np.ndarray, y: float, detail: RoiDetail, scale: float) -> tu
     bg = float(np.median(ahead)) if ahead.size else float(vals[-5:].mean())
     if bg - line < 4.0:
         return None
-    i = _crossing(vals, line + (1.0 - ANODE_FRAC) * (bg - line), 6, rising=True)
-    if i is None:
-        return None
-    k = int(min(len(ys) - 1, max(0, round(i) - 1)))
-    return x0 + i, float(ys[k])
+    return _tip(vals, ys, line + (1.0 - ANODE_FRAC) * (bg - line), 6, x0, +1)
 
 
 def _cathode_tip(img: np.ndarray, y: float, detail: RoiDetail, scale: float) -> tuple[float, float] | None:
@@ -135,11 +131,17 @@ def _cathode_tip(img: np.ndarray, y: float, detail: RoiDetail, scale: float) -> 
     block = float(np.median(vals[-6:]))
     if gap - block < 4.0:
         return None
-    i = _crossing(vals, block + (1.0 - CATHODE_FRAC) * (gap - block), 2, rising=False)
+    return _tip(vals, ys, block + (1.0 - CATHODE_FRAC) * (gap - block), 2, x1, -1)
+
+
+def _tip(vals: np.ndarray, ys: np.ndarray, level: float, start: int, x0: int, step: int) -> tuple[float, float] | None:
+    """Where a ridge walked from x0 in `step` direction crosses `level` (brighter ahead for anodes, darker
+    behind for cathodes), with the ridge's y just before it."""
+    i = _crossing(vals, level, start, rising=step > 0)
     if i is None:
         return None
     k = int(min(len(ys) - 1, max(0, round(i) - 1)))
-    return x1 - i, float(ys[k])
+    return x0 + step * i, float(ys[k])
 
 
 def profile_tips(img8: np.ndarray, detail: RoiDetail) -> ProfileTips:
