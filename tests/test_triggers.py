@@ -93,6 +93,46 @@ def test_listener_receives_over_a_real_socket_and_rejects_bad_messages():
         ctx.destroy(linger=0)
 
 
+def test_hostile_triggers_are_rejected_and_the_listener_keeps_reading():
+    """A 5000-digit integer or deep nesting used to raise out of parse_trigger and end the thread for good."""
+    hostile = [
+        b'{"part_id": ' + b"9" * 5000 + b"}",  # ValueError: exceeds the int digit limit
+        b"[" * 100_000 + b"]" * 100_000,  # nesting: RecursionError in the parser (and over the size cap)
+        b"[" * 2000 + b"]" * 2000,  # nesting within the size cap: reaches the parser
+        b'{"part_id": "' + b"x" * 5000 + b'"}',  # over MAX_TRIGGER_BYTES: the socket drops the peer
+    ]
+    for raw in hostile[:3]:
+        with pytest.raises(TriggerError):
+            parse_trigger(raw, 0)
+    ctx = zmq.Context()
+    rejects: list[str] = []
+    lis = TriggerListener("tcp://127.0.0.1:*", on_reject=rejects.append, ctx=ctx)
+    try:
+        addr = lis.start()
+        for raw in hostile:
+            push = ctx.socket(zmq.PUSH)
+            push.linger = 0
+            push.connect(addr)
+            push.send(raw)
+            push.close(linger=500)
+        push = ctx.socket(zmq.PUSH)
+        push.linger = 0
+        push.connect(addr)
+        push.send(b'{"part_id": "AFTER"}')
+        got: list[Trigger] = []
+        end = time.monotonic() + 10
+        while not got and time.monotonic() < end:
+            got += lis.take()
+            time.sleep(0.02)
+        assert [t.part_id for t in got] == ["AFTER"] and lis.alive
+        # the oversized ones never reach the parser (MAXMSGSIZE drops them); the deep one is rejected by it
+        assert lis.rejected == 1 and "RecursionError" in rejects[0]
+        push.close(0)
+    finally:
+        lis.close()
+        ctx.destroy(linger=0)
+
+
 # ---------------------------------------------------------------------------- the daemon
 
 

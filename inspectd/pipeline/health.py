@@ -49,11 +49,19 @@ class Housekeeping:
                 source=self.source.name,
                 source_health=self._source_health(),
                 deadline_ms=self.cfg.station.deadline_ms,
+                trigger_health=self._trigger_health(),
             )
         if self.phase == Phase.RUNNING and self.sd.enabled:
             self.sd.status(
                 f"{state}: {self.acquired} frames, {ready}/{self.pool.n} workers, ring {self.ring.free_count} free"
             )
+
+    def _trigger_health(self) -> dict | None:
+        """The PLC trigger listener: reading (alive), and what it received, rejected, failed on."""
+        lis = self.identity.listener
+        if lis is None:
+            return None
+        return {"alive": lis.alive, "received": lis.received, "rejected": lis.rejected, "errors": lis.errors}
 
     def _source_health(self) -> dict | None:
         """A source's own health counters (e.g. a camera's connected/reconnects/timeouts) for the heartbeat."""

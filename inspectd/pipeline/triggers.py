@@ -36,6 +36,7 @@ import zmq
 __all__ = ["Trigger", "TriggerError", "TriggerListener", "TriggerMatcher", "parse_trigger"]
 
 MAX_PART_ID = 128
+MAX_TRIGGER_BYTES = 4096  # a trigger is a few dozen bytes; anything larger is refused by the socket itself
 
 
 class TriggerError(ValueError):
@@ -49,11 +50,19 @@ class Trigger:
 
 
 def parse_trigger(raw: bytes, t_ns: int) -> Trigger:
-    """`{"part_id": "..."}` (UTF-8 JSON object) -> Trigger; TriggerError names what is wrong."""
+    """`{"part_id": "..."}` (UTF-8 JSON object) -> Trigger; TriggerError names what is wrong.
+
+    Hostile input is a TriggerError too, never another exception: an integer
+    of thousands of digits (ValueError from Python's int limit), nesting deep
+    enough to exhaust the parser (RecursionError), a message over
+    MAX_TRIGGER_BYTES.
+    """
+    if len(raw) > MAX_TRIGGER_BYTES:
+        raise TriggerError(f"trigger is {len(raw)} bytes; at most {MAX_TRIGGER_BYTES}")
     try:
         msg = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TriggerError(f"trigger is not UTF-8 JSON ({e}); expected {{\"part_id\": \"...\"}}") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise TriggerError(f"trigger is not UTF-8 JSON ({type(e).__name__}: {str(e)[:120]}); expected {{\"part_id\": \"...\"}}") from e
     if not isinstance(msg, dict):
         raise TriggerError(f"trigger must be a JSON object with part_id, got {type(msg).__name__}")
     pid = msg.get("part_id")
@@ -127,11 +136,13 @@ class TriggerListener:
         self.bound = ""
         self.received = 0
         self.rejected = 0
+        self.errors = 0
 
     def start(self) -> str:
         """Bind (errors raise zmq.ZMQError naming the address) and start the reader; returns the bound endpoint."""
         sock = self._ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_TRIGGER_BYTES)  # a peer sending more is disconnected by libzmq
         try:
             sock.bind(self.address)
         except zmq.ZMQError as e:
@@ -152,10 +163,13 @@ class TriggerListener:
                 raw = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 continue
-            except zmq.ZMQError:
+            except zmq.ZMQError as e:
                 if self._stop.is_set():
                     return
-                raise
+                self.errors += 1  # the thread must outlive anything a peer can do: report and go on
+                self._on_reject(f"trigger socket error: {e}")
+                self._stop.wait(0.1)
+                continue
             t_ns = time.time_ns()
             try:
                 self.inbox.put(parse_trigger(raw, t_ns))
@@ -163,7 +177,15 @@ class TriggerListener:
             except TriggerError as e:
                 self.rejected += 1
                 self._on_reject(str(e))
+            except Exception as e:  # a parser bug: the message is lost, the listener is not
+                self.rejected += 1
+                self._on_reject(f"trigger could not be read: {type(e).__name__}: {e}")
             self._on_message()
+
+    @property
+    def alive(self) -> bool:
+        """The reader thread is running (health: triggers are being read)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def take(self) -> list[Trigger]:
         out = []
