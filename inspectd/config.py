@@ -262,6 +262,8 @@ def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None
             text = p.read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(p, [f" cannot read: {e.strerror or e}"]) from e
+        except UnicodeDecodeError as e:  # a SIGHUP reload must keep the old recipe, not crash
+            raise ConfigError(p, [f" not UTF-8 text (byte {e.start}: {e.reason})"]) from e
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

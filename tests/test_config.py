@@ -58,6 +58,9 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+    p.write_bytes(b'[station]\nname = "L1-\xff\xfe"\n')  # not UTF-8: a ConfigError, so SIGHUP keeps the recipe
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(p)
 
 
 def test_overrides_beat_file(tmp_path):

@@ -377,6 +377,9 @@ def test_restart_continues_seq_sighup_reloads_recipe_sigterm_drains_with_a_stall
         d.proc.send_signal(signal.SIGHUP)
         bad = d.event("reload_failed", 30)
         assert any("overhang_min_mm must be below overhang_max_mm" in p for p in bad["problems"])
+        station.write_bytes(b"[recipe]\noverhang_min_mm = \xff\n")  # not UTF-8: used to crash the daemon
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for(lambda e: e.get("event") == "reload_failed" and "not UTF-8" in " ".join(e["problems"]), 30, "utf-8")
         station.write_text('[station]\nname = "L1-S1"\n[recipe]\noverhang_min_mm = 3.9\noverhang_max_mm = 4.0\n')
         d.proc.send_signal(signal.SIGHUP)
         ok = d.event("recipe_reloaded", 30)
@@ -481,3 +484,13 @@ def test_tight_deadline_gives_timeout_and_late_results_go_to_the_journal_not_the
     assert len(by_seq) == len(FRAME_IDS)  # late results are not verdicts
     assert sum(v["frame_id"] == late[0][1]["frame_id"] for v in vs) == 1  # and never on the wire
     assert np.all(np.diff([v["t_published_ns"] for v in vs]) >= 0)
+
+
+def test_a_start_up_failure_exits_1_and_daemon_exit_says_so(tmp_path):
+    """The journal's folder is a file: the publisher cannot start; the exit code and its log line agree."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    d = Daemon(tmp_path, "--source", "sim:?seed=1&fps=5&size=512", "--journal", str(blocker / "j.db"), "--tips", "labels")
+    assert d.proc.wait(timeout=60) == 1
+    assert d.event("publisher_failed", 10)
+    assert d.event("daemon_exit", 10)["exit_code"] == 1

@@ -154,9 +154,10 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
             print(f"inspectd: {e}", file=sys.stderr)
             return EXIT_USAGE
         try:
-            return self._run()
+            self.exit_code = self._run()  # a start-up failure too: daemon_exit must log the real code
         finally:
             self._teardown()
+        return self.exit_code
 
     def _run(self) -> int:
         cfg = self.cfg

@@ -37,6 +37,9 @@ def _err(msg: str, req_id: Any = None) -> dict:
     return d
 
 
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER: a larger seq cannot be in the journal
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -117,8 +120,8 @@ def _since(req: dict, journal: Journal, default_station: str) -> dict | _Raw:
     seq = req.get("seq")
     if seq is None:
         return _err("bad seq: missing (\"seq\": N returns the verdicts with seq > N; 0 for all)")
-    if not _is_int(seq) or seq < 0:
-        return _err(f"bad seq: must be an integer >= 0, got {json.dumps(seq)}")
+    if not _is_int(seq) or seq < 0 or seq > MAX_SEQ:
+        return _err(f"bad seq: must be an integer from 0 to {MAX_SEQ}, got {json.dumps(seq)[:40]}")
     limit = req.get("limit", DEFAULT_LIMIT)
     if not _is_int(limit) or limit < 1:
         return _err(f"bad limit: must be an integer >= 1, got {json.dumps(limit)}")
