@@ -149,3 +149,28 @@ def test_sim_auto_pool_when_rendering_cannot_keep_the_pace():
     src.open()
     assert src.pool_size == 2 and src.render_ms > 0.5
     assert len(read_all(src)) == 2
+
+
+def test_a_tiff_header_claiming_a_huge_frame_does_not_size_the_ring(tmp_path):
+    """A 60-odd-byte TIFF claiming 65535 x 65535 px once made the daemon try to reserve 128 GiB for its ring."""
+    import struct
+
+    import tifffile
+
+    from inspectd.sources import parse_source_uri
+
+    tifffile.imwrite(tmp_path / "good.tiff", np.zeros((100, 120), np.uint16))
+    small = tmp_path / "liar.tiff"
+    tifffile.imwrite(small, np.zeros((2, 2), np.uint8))
+    data = bytearray(small.read_bytes())
+    for tag in (256, 257):  # ImageWidth, ImageLength: rewrite their values to 65535
+        for typ in (3, 4):
+            entry = struct.pack("<HHI", tag, typ, 1)
+            i = data.find(entry)
+            if i >= 0:
+                data[i + 8 : i + 12] = struct.pack("<HH", 65535, 0) if typ == 3 else struct.pack("<I", 65535)
+    small.write_bytes(bytes(data))
+    with tifffile.TiffFile(small) as t:
+        assert t.pages[0].shape == (65535, 65535)  # the header lies
+    assert small.stat().st_size < 1000
+    assert parse_source_uri(f"replay:{tmp_path}").max_frame_bytes() == 100 * 120 * 2

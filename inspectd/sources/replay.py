@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import tifffile
 from pydantic import Field
 
 from inspectd.frames import Frame, FrameError, FrameReadError, list_dump, read_frame
@@ -27,6 +29,7 @@ from inspectd.sources.base import EndOfStream, Pacer, SourceConfigBase, SourceEr
 
 SCHEME = "replay"
 TARGET_FIELD = "dir"  # the URI part before "?"
+MAX_FRAME_BYTES = 2**28  # 256 MiB: a 16-bit 8192 x 16384 detector; a header claiming more sizes nothing
 
 
 class ReplaySourceConfig(SourceConfigBase):
@@ -38,16 +41,19 @@ class ReplaySourceConfig(SourceConfigBase):
     preload: bool = False
 
     def max_frame_bytes(self) -> int | None:
-        """Largest frame of the dump, from TIFF headers (None if any file is not a TIFF or unreadable)."""
+        """Largest frame of the dump, from TIFF headers (None if any file is not a TIFF or unreadable).
+
+        A header is believed only if its file could hold it: an uncompressed TIFF
+        smaller than the pixels it claims, or any frame over MAX_FRAME_BYTES, is
+        left out of the sizing (it gets its ERROR when it is read) instead of
+        making the daemon try to reserve its size for every ring slot.
+        """
         try:
             files = list_dump(self.dir)
         except (FileNotFoundError, OSError):
             return None
         if not files:
             return None
-        import numpy as np
-        import tifffile
-
         biggest = 0
         for p in files:
             if p.suffix.lower() not in (".tif", ".tiff"):
@@ -55,9 +61,13 @@ class ReplaySourceConfig(SourceConfigBase):
             try:
                 with tifffile.TiffFile(p) as tif:
                     page = tif.pages[0]
-                    biggest = max(biggest, int(np.prod(page.shape)) * np.dtype(page.dtype).itemsize)
+                    n = int(np.prod(page.shape)) * np.dtype(page.dtype).itemsize
+                    raw = page.compression == tifffile.COMPRESSION.NONE
             except Exception:
                 continue  # an unreadable file gets its ERROR at read time
+            if n > MAX_FRAME_BYTES or (raw and p.stat().st_size < n):
+                continue
+            biggest = max(biggest, n)
         return biggest or None
 
 
