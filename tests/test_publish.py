@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import shutil
@@ -672,3 +673,57 @@ def test_a_paused_subscriber_keeps_its_high_water_mark(tmp_path, ctx):
                 seqs.add(json.loads(body)["seq"])
         sub.close(0)
     assert seqs == set(range(1, n + 1))
+
+
+def test_trigger_socket_is_curve_authenticated_like_the_verdict_sockets(tmp_path, ctx, curve_keys):
+    """A plain PUSH relabelled a cell (part_id INJECTED-...): with CURVE on, only authorised gateways get through."""
+    from inspectd.pipeline.triggers import TriggerListener
+
+    k = curve_keys
+    log, cap = quiet_log()
+    cfg = make_cfg(tmp_path, curve_secret_key=k["server_sec"], curve_clients_dir=k["clients"])
+    with Publisher(cfg, STATION, log=log) as pub:
+        lis = TriggerListener("tcp://127.0.0.1:*", ctx=pub.zmq_context, curve=pub.curve_server_keys)
+        addr = lis.start()
+        try:
+            for name, opts in (("plain", {}), ("rogue", _curve_opts(k["server_pub"], k["rogue_sec"])),
+                               ("good", _curve_opts(k["server_pub"], k["client_sec"]))):  # fmt: skip
+                push = ctx.socket(zmq.PUSH)
+                push.linger = 0
+                for key, value in opts.items():
+                    setattr(push, key, value)
+                push.connect(addr)
+                push.sndtimeo = 3000  # a PUSH waits for a peer; a refused handshake never gives it one
+                part = "GOOD" if name == "good" else f"INJECTED-{name}"
+                try:
+                    push.send(json.dumps({"part_id": part}).encode())
+                except zmq.Again:
+                    assert name != "good", "the authorised gateway could not send"
+                time.sleep(0.3)
+                push.close(0)
+            got = []
+            end = time.monotonic() + 5
+            while not got and time.monotonic() < end:
+                got += lis.take()
+                time.sleep(0.05)
+            time.sleep(0.3)
+            got += lis.take()
+            assert [t.part_id for t in got] == ["GOOD"]
+        finally:
+            lis.close()
+    assert events(cap, "curve_client_denied")
+
+
+def test_trigger_bound_beyond_loopback_without_curve_says_so(tmp_path):
+    from inspectd.config import TriggerConfig
+    from inspectd.observability import Metrics
+    from inspectd.pipeline.identity import PartIdentity
+
+    log, cap = quiet_log()
+    ident = PartIdentity(TriggerConfig(address="tcp://0.0.0.0:*"), STATION, Metrics(), log, lambda: None)
+    try:
+        bound = ident.listen()
+    finally:
+        ident.close()
+    w = events(cap, "bound_beyond_loopback_without_curve")
+    assert w and w[0]["socket"] == "trigger" and w[0]["address"] == bound

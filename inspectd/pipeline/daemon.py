@@ -169,7 +169,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
             self.publisher = startup.start_publisher(cfg, self.metrics, self.log)
             if cfg.trigger.address:
                 try:
-                    bound = self.identity.listen()
+                    bound = self.identity.listen(self.publisher.zmq_context, self.publisher.curve_server_keys)
                 except Exception as e:
                     self.log.error("trigger_failed", msg=str(e))
                     return EXIT_FAILED

@@ -19,6 +19,7 @@ from inspectd.config import TriggerConfig
 from inspectd.observability import Metrics
 from inspectd.pipeline.entry import Entry
 from inspectd.pipeline.triggers import Trigger, TriggerListener, TriggerMatcher
+from inspectd.publish.sockets import warn_beyond_loopback
 from inspectd.verdict import Reason, ReasonCode, Result, Verdict
 
 __all__ = ["PartIdentity"]
@@ -36,16 +37,23 @@ class PartIdentity:
         """Part ids come from PLC triggers (a listener is bound)."""
         return self.matcher is not None
 
-    def listen(self) -> str:
-        """Bind the trigger socket; returns the bound endpoint (errors raise, naming the address)."""
+    def listen(self, ctx=None, curve: tuple[bytes, bytes] | None = None) -> str:
+        """Bind the trigger socket (a CURVE server with `curve`, on the publisher's `ctx`); returns the endpoint.
+
+        Errors raise, naming the address. Bound beyond loopback without CURVE,
+        anyone who can reach the port can set the part id of the next cell: said
+        at once in the log (`bound_beyond_loopback_without_curve`).
+        """
         t = self.cfg
         self.matcher = TriggerMatcher(t.match_window_ms, t.late_ms, t.no_frame_ms)
-        self.listener = TriggerListener(t.address, on_message=self._wake, on_reject=self._rejected)
+        self.listener = TriggerListener(t.address, on_message=self._wake, on_reject=self._rejected, ctx=ctx, curve=curve)
         try:
-            return self.listener.start()
+            bound = self.listener.start()
         except BaseException:
             self.matcher = self.listener = None
             raise
+        warn_beyond_loopback(self.log, (("trigger", bound),), curve)
+        return bound
 
     def close(self) -> None:
         if self.listener is not None:

@@ -114,6 +114,10 @@ class TriggerMatcher:
 class TriggerListener:
     """A PULL socket bound at `address`, read by its own thread; valid triggers land in `inbox`.
 
+    With `curve` it is a CURVE server like the verdict sockets: only PLC gateways
+    whose public key is in the clients directory get through (the authenticator
+    runs on `ctx`, the publisher's context), so no one else can relabel a cell.
+
     `on_message` (e.g. the daemon's wake-up) is called after each message;
     bad messages are counted and reported through `on_reject(text)`.
     """
@@ -125,11 +129,13 @@ class TriggerListener:
         on_message: Callable[[], None] = lambda: None,
         on_reject: Callable[[str], None] = lambda _msg: None,
         ctx: zmq.Context | None = None,
+        curve: tuple[bytes, bytes] | None = None,
     ):
         self.address = address
         self.inbox: queue.SimpleQueue[Trigger] = queue.SimpleQueue()
         self._on_message, self._on_reject = on_message, on_reject
         self._ctx = ctx or zmq.Context.instance()
+        self._curve = curve  # (public, secret): a CURVE server; ctx must run the authenticator (the publisher's)
         self._sock: zmq.Socket | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,6 +149,9 @@ class TriggerListener:
         sock = self._ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_TRIGGER_BYTES)  # a peer sending more is disconnected by libzmq
+        if self._curve is not None:
+            sock.curve_publickey, sock.curve_secretkey = self._curve
+            sock.curve_server = True
         try:
             sock.bind(self.address)
         except zmq.ZMQError as e:

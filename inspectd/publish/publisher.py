@@ -216,6 +216,17 @@ class Publisher:
         return self._query_address
 
     @property
+    def zmq_context(self) -> zmq.Context | None:
+        """The context of the publisher's sockets, with the CURVE authenticator when CURVE is on:
+        a socket another part makes here (the PLC trigger PULL) is authenticated the same way."""
+        return self._ctx
+
+    @property
+    def curve_server_keys(self) -> tuple[bytes, bytes] | None:
+        """(public, secret) of the station's CURVE key pair, or None without CURVE."""
+        return self._curve
+
+    @property
     def journal_id(self) -> str:
         return self._journal.journal_id if self._journal else ""
 
