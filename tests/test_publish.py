@@ -547,6 +547,16 @@ def test_curve_key_problems_are_clear_errors_naming_the_file(tmp_path, curve_key
         Publisher(make_cfg(tmp_path, curve_secret_key=k["server_pub"], curve_clients_dir=k["clients"]), STATION, log=log).start()
     with pytest.raises(PublishError, match="curve_clients_dir is not"):
         Publisher(make_cfg(tmp_path, curve_secret_key=k["server_sec"]), STATION, log=log).start()
+    k["server_sec"].chmod(0o644)  # a secret anyone on the PC can read
+    with pytest.raises(PublishError, match="readable by others .*0644.*chmod 600"):
+        Publisher(make_cfg(tmp_path, curve_secret_key=k["server_sec"], curve_clients_dir=k["clients"]), STATION, log=log).start()
+    k["server_sec"].chmod(0o600)
+    empty = tmp_path / "no-clients"
+    empty.mkdir()
+    log2, cap2 = quiet_log()
+    with Publisher(make_cfg(tmp_path, curve_secret_key=k["server_sec"], curve_clients_dir=empty), STATION, log=log2):
+        pass
+    assert events(cap2, "curve_no_clients")[0]["dir"] == str(empty)
     (k["clients"] / "broken.key").write_text("garbage\n")
     with pytest.raises(PublishError, match="broken.key"):
         Publisher(make_cfg(tmp_path, curve_secret_key=k["server_sec"], curve_clients_dir=k["clients"]), STATION, log=log).start()

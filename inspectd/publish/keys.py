@@ -64,6 +64,11 @@ def load_secret(path: str | Path, what: str = "CURVE secret key") -> tuple[bytes
         raise CurveKeyError(
             f"{what} {p}: holds only a public key (give the .key_secret file made by generate_keys)"
         )
+    mode = p.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise CurveKeyError(
+            f"{what} {p}: readable by others (mode {mode:04o}); a secret key must be private: chmod 600 {p}"
+        )
     return public, secret
 
 

@@ -117,6 +117,11 @@ class Publisher:
                     clients = check_clients_dir(cfg.curve_clients_dir)
                 except CurveKeyError as e:
                     raise PublishError(str(e)) from e
+                if not any(clients.glob("*.key")):
+                    self._log.warning(
+                        "curve_no_clients", dir=str(clients),
+                        msg="no client public keys (*.key): no subscriber, query client or PLC gateway can connect",
+                    )  # fmt: skip
             self._ctx = zmq.Context()
             if self._curve is not None:
                 self._auth = start_authenticator(self._ctx, clients, self._log, self._metrics)
