@@ -156,6 +156,9 @@ class PublishConfig(_Strict):
     # file (zmq.auth format) and a directory of authorised client public keys.
     curve_secret_key: Path | None = None
     curve_clients_dir: Path | None = None
+    allow_plaintext_beyond_loopback: bool = Field(
+        False, description="bind pub/query/trigger beyond loopback without CURVE (refused otherwise; logged at every start)"
+    )
     archive_dir: Path | None = Field(Path("var/ng"), description="NG frames + overlays + verdicts (None: no archive)")
     archive_max_mb: float = Field(2048.0, gt=0, description="the oldest entries go when the archive outgrows this")
     archive_compression: Literal["zlib", "none"] = Field("zlib", description="lossless TIFF compression of NG frames")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import shutil
@@ -553,10 +552,8 @@ def test_curve_key_problems_are_clear_errors_naming_the_file(tmp_path, curve_key
     k["server_sec"].chmod(0o600)
     empty = tmp_path / "no-clients"
     empty.mkdir()
-    log2, cap2 = quiet_log()
-    with Publisher(make_cfg(tmp_path, curve_secret_key=k["server_sec"], curve_clients_dir=empty), STATION, log=log2):
-        pass
-    assert events(cap2, "curve_no_clients")[0]["dir"] == str(empty)
+    with pytest.raises(PublishError, match=f"{empty}: no client public keys"):
+        Publisher(make_cfg(tmp_path, curve_secret_key=k["server_sec"], curve_clients_dir=empty), STATION, log=log).start()
     (k["clients"] / "broken.key").write_text("garbage\n")
     with pytest.raises(PublishError, match="broken.key"):
         Publisher(make_cfg(tmp_path, curve_secret_key=k["server_sec"], curve_clients_dir=k["clients"]), STATION, log=log).start()
@@ -724,16 +721,26 @@ def test_trigger_socket_is_curve_authenticated_like_the_verdict_sockets(tmp_path
     assert events(cap, "curve_client_denied")
 
 
-def test_trigger_bound_beyond_loopback_without_curve_says_so(tmp_path):
+def test_plaintext_beyond_loopback_is_refused_unless_the_station_file_allows_it(tmp_path):
+    """A plain PUSH from anywhere relabelled a cell; binding beyond loopback without CURVE used only to warn."""
     from inspectd.config import TriggerConfig
     from inspectd.observability import Metrics
     from inspectd.pipeline.identity import PartIdentity
+    from inspectd.publish.sockets import PlaintextBeyondLoopback
 
     log, cap = quiet_log()
     ident = PartIdentity(TriggerConfig(address="tcp://0.0.0.0:*"), STATION, Metrics(), log, lambda: None)
+    with pytest.raises(PlaintextBeyondLoopback, match="trigger socket tcp://0.0.0.0:.*curve_secret_key"):
+        ident.listen()
     try:
-        bound = ident.listen()
+        bound = ident.listen(allow_plaintext=True)
     finally:
         ident.close()
     w = events(cap, "bound_beyond_loopback_without_curve")
-    assert w and w[0]["socket"] == "trigger" and w[0]["address"] == bound
+    assert w and w[0]["socket"] == "trigger" and w[0]["address"] == "tcp://0.0.0.0:*" and bound
+    for key in ("pub", "query"):
+        with pytest.raises(PublishError, match=f"the {key} socket tcp://\\*"):
+            Publisher(make_cfg(tmp_path, **{key: "tcp://*:0"}), STATION, log=log).start()
+    with Publisher(make_cfg(tmp_path, pub="tcp://0.0.0.0:*", allow_plaintext_beyond_loopback=True), STATION, log=log):
+        pass
+    assert any(e["socket"] == "pub" for e in events(cap, "bound_beyond_loopback_without_curve"))

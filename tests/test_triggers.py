@@ -211,3 +211,18 @@ def test_without_a_trigger_socket_part_ids_come_from_the_frame_or_are_generated(
         assert [(r["frame_id"], r.get("part_id")) for r in rows] == [("f0", "S7-1"), ("f1", "FROM-SIDECAR"), ("f2", "S7-3")]
     finally:
         d.close()
+
+
+def test_daemon_refuses_a_plaintext_trigger_beyond_loopback(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    r = subprocess.run(
+        [sys.executable, "-m", "inspectd.pipeline.run", "--source", "sim:?seed=1&fps=5&size=512", "--tips", "labels",
+         "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1",
+         "--journal", str(tmp_path / "j.sqlite"), "--trigger", "tcp://0.0.0.0:*"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "trigger socket tcp://0.0.0.0:* would be reachable" in r.stderr

@@ -64,6 +64,7 @@ from inspectd.pipeline.startup import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from inspectd.pipeline.supervisor import WorkerPool, WorkerState
 from inspectd.pipeline.workers import default_detector_factory
 from inspectd.publish.publisher import Publisher
+from inspectd.publish.sockets import PlaintextBeyondLoopback
 from inspectd.sources import FrameSource, SourceError, open_source, parse_source_uri
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Daemon"]
@@ -169,7 +170,15 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
             self.publisher = startup.start_publisher(cfg, self.metrics, self.log)
             if cfg.trigger.address:
                 try:
-                    bound = self.identity.listen(self.publisher.zmq_context, self.publisher.curve_server_keys)
+                    bound = self.identity.listen(
+                        self.publisher.zmq_context,
+                        self.publisher.curve_server_keys,
+                        cfg.publish.allow_plaintext_beyond_loopback,
+                    )
+                except PlaintextBeyondLoopback as e:
+                    self.log.error("trigger_refused", msg=str(e))
+                    print(f"inspectd: {e}", file=sys.stderr)
+                    return EXIT_USAGE
                 except Exception as e:
                     self.log.error("trigger_failed", msg=str(e))
                     return EXIT_FAILED

@@ -19,7 +19,7 @@ from inspectd.config import TriggerConfig
 from inspectd.observability import Metrics
 from inspectd.pipeline.entry import Entry
 from inspectd.pipeline.triggers import Trigger, TriggerListener, TriggerMatcher
-from inspectd.publish.sockets import warn_beyond_loopback
+from inspectd.publish.sockets import check_beyond_loopback
 from inspectd.verdict import Reason, ReasonCode, Result, Verdict
 
 __all__ = ["PartIdentity"]
@@ -37,14 +37,15 @@ class PartIdentity:
         """Part ids come from PLC triggers (a listener is bound)."""
         return self.matcher is not None
 
-    def listen(self, ctx=None, curve: tuple[bytes, bytes] | None = None) -> str:
+    def listen(self, ctx=None, curve: tuple[bytes, bytes] | None = None, allow_plaintext: bool = False) -> str:
         """Bind the trigger socket (a CURVE server with `curve`, on the publisher's `ctx`); returns the endpoint.
 
-        Errors raise, naming the address. Bound beyond loopback without CURVE,
-        anyone who can reach the port can set the part id of the next cell: said
-        at once in the log (`bound_beyond_loopback_without_curve`).
+        Errors raise, naming the address. Beyond loopback without CURVE, anyone who
+        can reach the port could set the part id of the next cell: refused
+        (PlaintextBeyondLoopback) unless `allow_plaintext`, and then logged.
         """
         t = self.cfg
+        check_beyond_loopback(self.log, (("trigger", t.address),), curve, allow_plaintext)
         self.matcher = TriggerMatcher(t.match_window_ms, t.late_ms, t.no_frame_ms)
         self.listener = TriggerListener(t.address, on_message=self._wake, on_reject=self._rejected, ctx=ctx, curve=curve)
         try:
@@ -52,7 +53,6 @@ class PartIdentity:
         except BaseException:
             self.matcher = self.listener = None
             raise
-        warn_beyond_loopback(self.log, (("trigger", bound),), curve)
         return bound
 
     def close(self) -> None:

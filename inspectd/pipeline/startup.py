@@ -20,6 +20,7 @@ from inspectd.pipeline.supervisor import WorkerPool
 from inspectd.pipeline.workers import WorkerSpec
 from inspectd.publish.metrics import PublishMetrics
 from inspectd.publish.publisher import Publisher, PublishError
+from inspectd.publish.sockets import PlaintextBeyondLoopback
 from inspectd.sources import FrameSource, SourceError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "StartupFailed", "create_ring", "open_source",
@@ -73,6 +74,9 @@ def start_publisher(cfg: Config, metrics: Metrics, log) -> Publisher:
         publisher.start()
     except (PublishError, OSError) as e:
         log.error("publisher_failed", msg=str(e))
+        if isinstance(e.__cause__, PlaintextBeyondLoopback):  # the station file's choice, not a fault here
+            print(f"inspectd: {e}", file=sys.stderr)
+            raise StartupFailed(EXIT_USAGE, str(e)) from e
         raise StartupFailed(EXIT_FAILED, str(e)) from e
     return publisher
 

@@ -94,6 +94,11 @@ def check_clients_dir(path: str | Path | None) -> Path:
         keys = [k for k in p.iterdir() if k.suffix == ".key"]
     except OSError as e:
         raise CurveKeyError(f"CURVE clients dir {p}: cannot read ({e.strerror or e})") from e
+    if not keys:
+        raise CurveKeyError(
+            f"CURVE clients dir {p}: no client public keys (*.key): no subscriber, query client or PLC gateway "
+            "could connect (copy each client's .key there, from inspectd keys)"
+        )
     for k in keys:
         load_public(k, "CURVE client key")
     return p

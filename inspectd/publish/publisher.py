@@ -45,7 +45,7 @@ from inspectd.publish.metrics import NullMetrics
 from inspectd.publish.query_server import run_query_server, stop_query_server
 from inspectd.publish.retention import retention_thread
 from inspectd.publish.sender import HEARTBEAT_SCHEMA, STOP, run_sender
-from inspectd.publish.sockets import start_authenticator, start_socket_thread, warn_beyond_loopback
+from inspectd.publish.sockets import PlaintextBeyondLoopback, check_beyond_loopback, start_authenticator, start_socket_thread
 from inspectd.verdict import Verdict
 
 
@@ -117,11 +117,12 @@ class Publisher:
                     clients = check_clients_dir(cfg.curve_clients_dir)
                 except CurveKeyError as e:
                     raise PublishError(str(e)) from e
-                if not any(clients.glob("*.key")):
-                    self._log.warning(
-                        "curve_no_clients", dir=str(clients),
-                        msg="no client public keys (*.key): no subscriber, query client or PLC gateway can connect",
-                    )  # fmt: skip
+
+            try:
+                check_beyond_loopback(self._log, (("pub", cfg.pub), ("query", cfg.query)), self._curve,
+                                      cfg.allow_plaintext_beyond_loopback)  # fmt: skip
+            except PlaintextBeyondLoopback as e:
+                raise PublishError(str(e)) from e
             self._ctx = zmq.Context()
             if self._curve is not None:
                 self._auth = start_authenticator(self._ctx, clients, self._log, self._metrics)
@@ -157,7 +158,6 @@ class Publisher:
             self.close()
             raise
         self._state = "running"
-        warn_beyond_loopback(self._log, (("pub", self._pub_address), ("query", self._query_address)), self._curve)
         self._log.info(
             "publisher_started",
             pub=self._pub_address,

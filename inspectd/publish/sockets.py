@@ -30,18 +30,38 @@ def host(endpoint: str) -> str | None:
     return hostport.rsplit(":", 1)[0]
 
 
-def warn_beyond_loopback(log, addresses: tuple[tuple[str, str], ...], curve: tuple[bytes, bytes] | None) -> None:
-    """Log a warning for each (socket name, bound address) reachable beyond loopback without CURVE."""
+class PlaintextBeyondLoopback(ValueError):
+    """A socket would be reachable beyond loopback without CURVE, and the station file did not allow it."""
+
+
+def check_beyond_loopback(
+    log, addresses: tuple[tuple[str, str], ...], curve: tuple[bytes, bytes] | None, allow: bool
+) -> None:
+    """Refuse (PlaintextBeyondLoopback) any (socket name, address) reachable beyond loopback without CURVE,
+    unless `allow` (`[publish] allow_plaintext_beyond_loopback`): then log it, at every start."""
+    if curve is not None:
+        return
     for name, addr in addresses:
         h = host(addr)
-        if h is not None and h not in LOOPBACK and curve is None:
-            log.warning("bound_beyond_loopback_without_curve", socket=name, address=addr)
+        if h is None or h in LOOPBACK:
+            continue
+        if not allow:
+            raise PlaintextBeyondLoopback(
+                f"the {name} socket {addr} would be reachable beyond this machine without encryption or "
+                "authentication: set [publish] curve_secret_key and curve_clients_dir (inspectd keys), bind to "
+                "127.0.0.1, or set [publish] allow_plaintext_beyond_loopback = true"
+            )
+        log.warning("bound_beyond_loopback_without_curve", socket=name, address=addr,
+                    msg="allowed by [publish] allow_plaintext_beyond_loopback")  # fmt: skip
 
 
 def server_socket(ctx: zmq.Context, kind: int, curve: tuple[bytes, bytes] | None) -> zmq.Socket:
     """A socket of `kind` with the publisher's options; a CURVE server when `curve` (public, secret) is given."""
     s = ctx.socket(kind)
     s.linger = 0
+    # Bounded input: what arrives on a PUB is subscriptions, on the ROUTER requests; a peer sending
+    # more is disconnected by libzmq before it is buffered (one 400 MB message once grew the RSS by 450 MB).
+    s.setsockopt(zmq.MAXMSGSIZE, 65536 if kind == zmq.PUB else 1 << 20)
     if kind == zmq.PUB:
         # Dead peers (a PLC gateway that lost power) by TCP keepalive, which the peer's kernel answers
         # even while its application is not reading. ZMTP heartbeats are not used here: their PINGs
