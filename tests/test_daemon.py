@@ -494,3 +494,20 @@ def test_a_start_up_failure_exits_1_and_daemon_exit_says_so(tmp_path):
     assert d.proc.wait(timeout=60) == 1
     assert d.event("publisher_failed", 10)
     assert d.event("daemon_exit", 10)["exit_code"] == 1
+
+
+def test_a_journal_deleted_under_the_daemon_stops_it_loudly(tmp_path):
+    """SQLite went on writing into the deleted file: no log line, and the next start began again at seq 1."""
+    journal = tmp_path / "j.sqlite"
+    d = Daemon(tmp_path, "--source", "sim:?seed=1&fps=20&size=512", "--journal", str(journal), "--tips", "labels")
+    try:
+        d.event("daemon_ready", 60)
+        d.wait_for(lambda e: e.get("event") == "verdict", 30, "a verdict")
+        journal.unlink()
+        failed = d.event("daemon_failed", 15)
+        assert "was deleted while in use" in failed["msg"] and str(journal) in failed["msg"]
+        assert d.proc.wait(timeout=30) == 1
+        assert d.event("daemon_exit", 5)["exit_code"] == 1
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()

@@ -23,6 +23,10 @@ class Housekeeping:
             return
         self._last_health = now
         self._kill_stuck(now)
+        problem = self.publisher.journal_problem()
+        if problem is not None and self.fatal_msg is None:
+            self.publisher.set_health(state="failed", journal=problem)
+            self.fail(problem)
         m = self.metrics
         inflight = len(self.pool.busy())
         pending = sum(1 for a in self.pending if (x := self.entries.get(a)) is not None and x.verdict is None)

@@ -28,6 +28,7 @@ Tables
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -129,6 +130,8 @@ class Journal:
                 )
             row = db.execute("SELECT value FROM meta WHERE key='journal_id'").fetchone()
             self.journal_id: str = row[0] if row else ""
+            st = os.stat(self.path)
+            self._file_id = (st.st_dev, st.st_ino)  # the file the connection writes to
         except (sqlite3.Error, JournalError) as e:
             db = getattr(self, "_db", None)
             if db is not None:
@@ -224,6 +227,23 @@ class Journal:
             return int(row[0])
         (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM verdicts WHERE station=?", (station,)).fetchone()
         return int(last)
+
+    def file_problem(self) -> str | None:
+        """Why the journal file on disk is no longer the one being written (deleted, replaced), or None.
+
+        SQLite keeps writing into a deleted file's open descriptor without an
+        error, and the next start would begin again at seq 1 under a new
+        journal_id: the daemon checks this every second and stops.
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"journal {self.path} was deleted while in use: verdicts would go into a file that is gone"
+        except OSError as e:
+            return f"journal {self.path}: cannot stat ({e.strerror or e})"
+        if (st.st_dev, st.st_ino) != self._file_id:
+            return f"journal {self.path} was replaced by another file while in use"
+        return None
 
     def last_seq(self, station: str) -> int:
         """Highest seq handed out for `station` (0 if none)."""

@@ -220,6 +220,10 @@ class Publisher:
     def query_address(self) -> str:
         return self._query_address
 
+    def journal_problem(self) -> str | None:
+        """The journal file deleted or replaced under the running publisher (`Journal.file_problem`), or None."""
+        return self._journal.file_problem() if self._journal is not None else None
+
     @property
     def zmq_context(self) -> zmq.Context | None:
         """The context of the publisher's sockets, with the CURVE authenticator when CURVE is on:
