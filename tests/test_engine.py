@@ -45,12 +45,14 @@ def test_engine_table_picks_the_backend_and_its_options(tmp_path):
     f.write_text('[engine]\ntype = "torch"\nmodel = "x.pt"\ndevice = "cuda:1"\n')
     e = load_config(f).engine
     assert isinstance(e, TorchConfig) and e.device == "cuda:1"
-    assert sorted(BACKENDS) == ["onnxruntime", "torch"]
+    assert sorted(BACKENDS) == ["onnxruntime", "tensorrt", "torch"]
     # an option of another backend, a bad device, an unknown backend: errors naming the key
     for body, needle in [
         ('type = "onnxruntime"\ndevice = "cuda"', "device"),
         ('type = "torch"\ndevice = "gpu0"', "device"),
-        ('type = "tensorrt"', "tensorrt"),
+        ('type = "tensorrt"\nprecision = "int4"', "precision"),
+        ('type = "tensorrt"\nmax_hw = [1000, 1024]', "multiples of 32"),
+        ('type = "nope"', "type must be one of"),
     ]:
         f.write_text("[engine]\n" + body + "\n")
         with pytest.raises(ConfigError, match=needle):
@@ -180,3 +182,29 @@ def test_shipped_model_measures_a_pulled_back_cathode():
         codes = {r.code.value for r in v.reasons}
         found += "OVERHANG_MAX" in codes and len(v.cathode_tips) == len(sim.cathode_tips)
     assert found == 3, found
+
+
+def test_tensorrt_plan_key_config_and_the_error_without_tensorrt(tmp_path):
+    """What of the TensorRT engine runs without a GPU: config, plan cache key, and a clear error."""
+    from inspectd.backends.tensorrt import TensorRtConfig, TensorRtEngine, plan_key, plan_path
+
+    cfg = TensorRtConfig(model=tmp_path / "m.onnx")
+    assert cfg.profile() == ((1, 1, 32, 32), (1, 1, 256, 352), (8, 1, 1024, 1024))
+    base = plan_key("ab" * 32, "10.9.0", "NVIDIA H100 80GB HBM3", "9.0", cfg)
+    assert len(base) == 16 and base == plan_key("ab" * 32, "10.9.0", "NVIDIA H100 80GB HBM3", "9.0", cfg)
+    others = {
+        plan_key("cd" * 32, "10.9.0", "NVIDIA H100 80GB HBM3", "9.0", cfg),  # another network
+        plan_key("ab" * 32, "10.10.0", "NVIDIA H100 80GB HBM3", "9.0", cfg),  # another TensorRT
+        plan_key("ab" * 32, "10.9.0", "NVIDIA H200", "9.0", cfg),  # another GPU
+        plan_key("ab" * 32, "10.9.0", "NVIDIA H100 80GB HBM3", "9.0", cfg.model_copy(update={"precision": "fp32"})),
+        plan_key("ab" * 32, "10.9.0", "NVIDIA H100 80GB HBM3", "9.0", cfg.model_copy(update={"max_batch": 16})),
+    }
+    assert base not in others and len(others) == 5
+    assert plan_path(cfg, base) == tmp_path / f"m.{base}.plan"
+    with pytest.raises(ValueError, match="opt_shape"):
+        TensorRtConfig(opt_shape=(1, 1, 2048, 352))
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(EngineError, match="needs TensorRT 10"):
+            TensorRtEngine(cfg).load()

@@ -18,19 +18,22 @@ from pydantic import Field, TypeAdapter
 
 from inspectd.backends.base import Engine, EngineError, EngineSettings
 from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
+from inspectd.backends.tensorrt import TensorRtConfig, TensorRtEngine
 from inspectd.backends.torch import TorchConfig, TorchEngine
 
 __all__ = [
-    "BACKENDS", "Engine", "EngineConfig", "EngineError", "EngineSettings", "OnnxRuntimeConfig", "TorchConfig",
+    "BACKENDS", "Engine", "EngineConfig", "EngineError", "EngineSettings", "OnnxRuntimeConfig", "TensorRtConfig",
+    "TorchConfig",
     "engine_config", "load_engine",
 ]  # fmt: skip
 
 BACKENDS: dict[str, tuple[type[EngineSettings], type]] = {
     "onnxruntime": (OnnxRuntimeConfig, OnnxRuntimeEngine),
     "torch": (TorchConfig, TorchEngine),
+    "tensorrt": (TensorRtConfig, TensorRtEngine),  # written against TensorRT 10, not run here (no GPU + TensorRT)
 }
 
-EngineConfig = Annotated[OnnxRuntimeConfig | TorchConfig, Field(discriminator="type")]
+EngineConfig = Annotated[OnnxRuntimeConfig | TorchConfig | TensorRtConfig, Field(discriminator="type")]
 _ADAPTER: TypeAdapter = TypeAdapter(EngineConfig)
 
 
