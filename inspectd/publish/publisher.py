@@ -40,12 +40,12 @@ from inspectd.publish.archive import NgArchive
 from inspectd.publish.errors import PublishError
 from inspectd.publish.journal import Journal, JournalError, Synchronous
 from inspectd.publish.journal_lock import lock_journal
-from inspectd.publish.keys import CurveKeyError, check_clients_dir, load_secret
+from inspectd.publish.keys import CurveKeyError, check_clients_dir
 from inspectd.publish.metrics import NullMetrics
 from inspectd.publish.query_server import run_query_server, stop_query_server
 from inspectd.publish.retention import retention_thread
 from inspectd.publish.sender import HEARTBEAT_SCHEMA, STOP, run_sender
-from inspectd.publish.sockets import PlaintextBeyondLoopback, check_beyond_loopback, start_authenticator, start_socket_thread
+from inspectd.publish.sockets import curve_setup, start_authenticator, start_socket_thread
 from inspectd.verdict import Verdict
 
 
@@ -111,18 +111,7 @@ class Publisher:
             except JournalError as e:
                 raise PublishError(str(e)) from e
             self._last_seq = self._sent_seq = self._journal.last_seq(self.station)
-            if cfg.curve_secret_key is not None:
-                try:
-                    self._curve = load_secret(cfg.curve_secret_key, "CURVE secret key (publish.curve_secret_key)")
-                    clients = check_clients_dir(cfg.curve_clients_dir)
-                except CurveKeyError as e:
-                    raise PublishError(str(e)) from e
-
-            try:
-                check_beyond_loopback(self._log, (("pub", cfg.pub), ("query", cfg.query)), self._curve,
-                                      cfg.allow_plaintext_beyond_loopback)  # fmt: skip
-            except PlaintextBeyondLoopback as e:
-                raise PublishError(str(e)) from e
+            self._curve, clients = curve_setup(cfg, self._log)
             self._ctx = zmq.Context()
             if self._curve is not None:
                 self._auth = start_authenticator(self._ctx, clients, self._log, self._metrics)
@@ -399,15 +388,6 @@ class Publisher:
         )
 
     def _heartbeat(self) -> dict:
-        """What the PUB thread sends on the ``heartbeat`` topic (docs/publish.md)."""
-        with self._health_lock:
-            h = dict(self._health)
-        return {
-            "schema": HEARTBEAT_SCHEMA,
-            "station": self.station,
-            "last_seq": self._sent_seq,
-            "t_ns": time.time_ns(),
-            "health": h,
-            "query": self._query_address,
-            "journal_id": self.journal_id,
-        }
+        """What the PUB thread sends on the ``heartbeat`` topic (docs/publish.md): a subset of `health()`."""
+        h = self.health()
+        return {"schema": HEARTBEAT_SCHEMA} | {k: h[k] for k in ("station", "last_seq", "t_ns", "health", "query", "journal_id")}

@@ -17,7 +17,9 @@ from pathlib import Path
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from inspectd.config import PublishConfig
 from inspectd.publish.errors import PublishError
+from inspectd.publish.keys import CurveKeyError, check_clients_dir, load_secret
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -53,6 +55,20 @@ def check_beyond_loopback(
             )
         log.warning("bound_beyond_loopback_without_curve", socket=name, address=addr,
                     msg="allowed by [publish] allow_plaintext_beyond_loopback")  # fmt: skip
+
+
+def curve_setup(cfg: PublishConfig, log) -> tuple[tuple[bytes, bytes] | None, Path | None]:
+    """The station's CURVE server keys and clients directory ((None, None) without CURVE), checked,
+    and the beyond-loopback policy applied to pub and query; PublishError naming what is wrong."""
+    curve, clients = None, None
+    try:
+        if cfg.curve_secret_key is not None:
+            curve = load_secret(cfg.curve_secret_key, "CURVE secret key (publish.curve_secret_key)")
+            clients = check_clients_dir(cfg.curve_clients_dir)
+        check_beyond_loopback(log, (("pub", cfg.pub), ("query", cfg.query)), curve, cfg.allow_plaintext_beyond_loopback)
+    except (CurveKeyError, PlaintextBeyondLoopback) as e:
+        raise PublishError(str(e)) from e
+    return curve, clients
 
 
 def server_socket(ctx: zmq.Context, kind: int, curve: tuple[bytes, bytes] | None) -> zmq.Socket:
