@@ -18,7 +18,7 @@ import numpy as np
 from inspectd.config import Config
 from inspectd.evaluation.matching import default_gate, match_tips
 from inspectd.frames import Frame
-from inspectd.imaging.canonical import points_to_canonical
+from inspectd.imaging.canonical import Orientation, points_to_canonical
 from inspectd.imaging.window import to_8bit
 from inspectd.inspection.corners import detect_corners
 from inspectd.inspection.roi import RoiDetail, find_roi_detail
@@ -40,6 +40,7 @@ class Proposal:
     dropped: list[str] = field(default_factory=list)  # model-only tips left out as implausible, and why
     agreed: int = 0  # tips both finders put within AGREE_PX
     error: str | None = None  # no stack, no model: nothing proposed
+    orientation: Orientation | None = None  # which way the located stack's tips point
 
 
 def locate_detail(img8: np.ndarray, cfg: Config) -> RoiDetail | None:
@@ -154,4 +155,4 @@ def propose(frame: Frame, detector: TipDetector | None, cfg: Config) -> Proposal
                 review.append({"class": cls, "index": k, "why": w[0], "alt": w[1]})
             elif w:
                 review.append({"class": cls, "index": k, "why": w})
-    return Proposal(frame.frame_id, out["anode"], out["cathode"], review, dropped, agreed, error)
+    return Proposal(frame.frame_id, out["anode"], out["cathode"], review, dropped, agreed, error, o)

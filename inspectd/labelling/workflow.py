@@ -29,7 +29,8 @@ from inspectd.imaging.canonical import Orientation
 from inspectd.imaging.window import to_8bit
 from inspectd.inspection.measure import infer_tip_direction
 from inspectd.labelling.coco import from_coco, to_coco
-from inspectd.labelling.propose import locate_detail, propose
+from inspectd.inspection.stages import TIP_DIRECTION
+from inspectd.labelling.propose import propose
 from inspectd.labelling.sheets import render_sheet
 from inspectd.tips.detector import TipDetector
 
@@ -89,9 +90,7 @@ def propose_dump(dump: Path, out: Path, detector: TipDetector | None, cfg: Confi
         source = "profile+model" if detector is not None else "profile"
         _write_label(out / "labels", path.stem, frame.meta, p.anode, p.cathode,
                      label_quality="proposed", label_source=source, review=p.review, dropped=p.dropped)  # fmt: skip
-        img8 = to_8bit(frame.image, frame.bit_depth)
-        detail = locate_detail(img8, cfg)
-        _sheet(out, path.stem, img8, p.anode, p.cathode, detail.roi.orientation, p.review)
+        _sheet(out, path.stem, to_8bit(frame.image, frame.bit_depth), p.anode, p.cathode, p.orientation, p.review)
         n = len(p.anode) + len(p.cathode)
         summary["proposed"] += 1
         summary["tips"] += n
@@ -105,10 +104,10 @@ def propose_dump(dump: Path, out: Path, detector: TipDetector | None, cfg: Confi
 
 
 def _orientation_of(anode: np.ndarray, cathode: np.ndarray) -> Orientation:
-    d = infer_tip_direction(anode, cathode) if len(anode) and len(cathode) else (1.0, 0.0)
-    d = d or (1.0, 0.0)
-    return {(1.0, 0.0): Orientation.RIGHT, (-1.0, 0.0): Orientation.LEFT,
-            (0.0, 1.0): Orientation.DOWN, (0.0, -1.0): Orientation.UP}[(float(d[0]), float(d[1]))]  # fmt: skip
+    """Which way labelled tips point (anodes stick out beyond cathodes); RIGHT when it cannot be told."""
+    d = infer_tip_direction(anode, cathode) if len(anode) and len(cathode) else None
+    by_direction = {v: Orientation[name] for name, v in TIP_DIRECTION.items()}
+    return by_direction[(float(d[0]), float(d[1]))] if d is not None else Orientation.RIGHT
 
 
 def _sheet(out: Path, stem: str, img8, anode, cathode, orientation, review) -> Path:
