@@ -33,6 +33,10 @@ def simulate(
     orientation: Annotated[OrientationChoice, typer.Option(help="direction the tips point")] = OrientationChoice.any,
     config: ConfigOpt = None,
     workers: Annotated[int, typer.Option(min=1, help="render in this many processes (same frames)")] = 1,
+    families: Annotated[
+        str, typer.Option(help="domain-randomisation families that may appear: comma list, 'all', 'all-X,Y' or '' (base)")
+    ] = "",
+    family_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="chance of each allowed family per frame")] = 0.35,
 ) -> None:
     """Render synthetic X-ray frames of cell corners with exact tip labels (a dump)."""
     if bit_depth not in (8, 12, 16):
@@ -40,9 +44,15 @@ def simulate(
     cfg = load_cfg(config)
     from inspectd.sim import SimOptions
     from inspectd.sim.dump import simulate_dump
+    from inspectd.sim.variety import parse_families
 
+    try:
+        fams = parse_families(families)
+    except ValueError as e:
+        raise fail(str(e)) from None
     opts = SimOptions(
-        size=size, bit_depth=bit_depth, defect_rate=defect_rate, orientation=orientation.value, recipe=cfg.recipe
+        size=size, bit_depth=bit_depth, defect_rate=defect_rate, orientation=orientation.value, recipe=cfg.recipe,
+        families=fams, family_rate=family_rate,
     )
     with progress() as prog:
         task = prog.add_task("simulating", total=count)

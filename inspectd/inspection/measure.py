@@ -181,14 +181,17 @@ def _ro(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def measure(anode_tips, cathode_tips, tip_direction, mm_per_px: float) -> Measurement:
+def measure(anode_tips, cathode_tips, tip_direction, mm_per_px: float, order_by=None) -> Measurement:
     """Order the tips along the stack, pair every cathode with its two neighbour
     anodes and measure the overhangs (see the module docstring for the exact
     conventions).
 
     `anode_tips`, `cathode_tips`: (N, 2) ``[x, y]`` full-frame px, any order,
     possibly empty.  `tip_direction`: (dx, dy), need not be normalised.
-    `mm_per_px`: > 0.  Never raises on empty inputs.
+    `mm_per_px`: > 0.  `order_by`: optional (anode, cathode) points, one per tip,
+    whose stack coordinate orders the tips instead of the tips' own (the tips slid
+    along their layers to the cathode front, `layer_slope.front_points`).
+    Never raises on empty inputs.
     """
     if not (np.isfinite(mm_per_px) and mm_per_px > 0):
         raise ValueError(f"mm_per_px must be > 0, got {mm_per_px!r}")
@@ -197,7 +200,13 @@ def measure(anode_tips, cathode_tips, tip_direction, mm_per_px: float) -> Measur
     d = _unit(tip_direction)
     s = stack_axis(d)
 
-    a_st, c_st = a @ s, c @ s
+    if order_by is None:
+        a_st, c_st = a @ s, c @ s
+    else:
+        oa, oc = (np.asarray(p, np.float64).reshape(-1, 2) for p in order_by)
+        if len(oa) != len(a) or len(oc) != len(c):
+            raise ValueError(f"order_by needs one point per tip: {len(oa)}/{len(a)} anode, {len(oc)}/{len(c)} cathode")
+        a_st, c_st = oa @ s, oc @ s
     a_al, c_al = a @ d, c @ d
     # Within a class: by stack coordinate, then input order (stable).
     a_ord = np.argsort(a_st, kind="stable")

@@ -22,6 +22,7 @@ from inspectd.inspection import line_end
 from inspectd.inspection.corner_select import select_tip_corners
 from inspectd.inspection.corners import detect_corners, detect_oriented_corners, refine_subpix
 from inspectd.inspection.correction import correct_tips
+from inspectd.inspection.layer_slope import front_points
 from inspectd.inspection.measure import measure
 from inspectd.inspection.roi import find_roi
 from inspectd.inspection.rules import judge, summarise_overhang
@@ -147,9 +148,13 @@ def refine(tips: Tips, corners: np.ndarray, img8: np.ndarray, cfg: Config) -> Ti
     return Tips(anode=a.points, cathode=c.points)
 
 
-def measure_and_judge(tips: Tips, roi: Roi, mm_per_px: float, cfg: Config) -> tuple[Result, list[Reason], dict]:
+def measure_and_judge(
+    tips: Tips, roi: Roi, mm_per_px: float, cfg: Config, img8: np.ndarray | None = None
+) -> tuple[Result, list[Reason], dict]:
+    """Measure and apply the recipe; with `img8`, tips are ordered where their layers meet the cathode front."""
     direction = TIP_DIRECTION[roi.orientation.name]
-    m = measure(tips.anode, tips.cathode, direction, mm_per_px)
+    order_by = front_points(img8, roi, tips.anode, tips.cathode) if img8 is not None else None
+    m = measure(tips.anode, tips.cathode, direction, mm_per_px, order_by=order_by)
     result, reasons = judge(m, cfg.recipe)
     summary = summarise_overhang(m)
     fields = {
@@ -208,7 +213,7 @@ def _refine(w: _Work, cfg: Config, det: TipDetector) -> None:
 
 def _measure(w: _Work, cfg: Config, det: TipDetector) -> None:
     mm_per_px = w.frame.meta.mm_per_px or cfg.station.mm_per_px
-    w.result, w.reasons, w.fields = measure_and_judge(w.tips, w.roi, mm_per_px, cfg)
+    w.result, w.reasons, w.fields = measure_and_judge(w.tips, w.roi, mm_per_px, cfg, w.img8)
 
 
 # The chain, in order; tests/test_inspector.py checks every field a stage reads is filled before it.
@@ -217,7 +222,7 @@ CHAIN: tuple[Stage, ...] = (
     Stage("locate", ("img8",), ("corners", "roi"), _locate),
     Stage("detect", ("frame", "img8", "roi"), ("raw_tips",), _detect),
     Stage("refine", ("raw_tips", "corners", "img8", "roi"), ("tips", "corners"), _refine),
-    Stage("measure", ("tips", "roi", "frame"), ("result", "reasons", "fields"), _measure),
+    Stage("measure", ("tips", "roi", "frame", "img8"), ("result", "reasons", "fields"), _measure),
 )
 
 

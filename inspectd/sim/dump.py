@@ -33,6 +33,7 @@ def sim_frame_to_frame(sim: SimFrame, seed: int, index: int, station: str) -> Fr
             "index": index,
             "orientation": sim.orientation,
             "overhang_mm": [round(float(v), 4) for v in sim.overhang_mm],
+            **({"families": list(sim.families)} if sim.families else {}),
         },
     )
     return Frame(frame_id=f"sim-{seed:04d}-{index:05d}", image=sim.image, meta=meta)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from inspectd.config import RecipeConfig
+from inspectd.sim import variety
 from inspectd.sim.scene import (
     DEFECT_KINDS,
     ORIENTATIONS,
@@ -44,6 +45,8 @@ class SimOptions:
     orientation: str = "any"  # "any" | "right" | "left" | "up" | "down": direction the tips point
     mm_per_px: float | None = None  # None -> 0.02 / (size / 1000)
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    families: tuple[str, ...] = ()  # domain-randomisation families that may appear (variety.FAMILIES)
+    family_rate: float = 0.35  # probability that each allowed family appears on a frame
 
     def __post_init__(self):
         if int(self.size) < 256:
@@ -56,6 +59,11 @@ class SimOptions:
             raise ValueError(f"orientation must be 'any' or one of {ORIENTATIONS}, got {self.orientation!r}")
         if self.mm_per_px is not None and not (self.mm_per_px > 0):
             raise ValueError(f"mm_per_px must be > 0, got {self.mm_per_px}")
+        unknown = set(self.families) - set(variety.FAMILIES)
+        if unknown:
+            raise ValueError(f"unknown simulator families {sorted(unknown)}; choose from {variety.FAMILIES}")
+        if not (0.0 <= float(self.family_rate) <= 1.0):
+            raise ValueError(f"family_rate must be in [0, 1], got {self.family_rate}")
 
 
 @dataclass
@@ -69,6 +77,7 @@ class SimFrame:
     bit_depth: int
     orientation: str  # "right" | "left" | "up" | "down"
     overhang_mm: np.ndarray  # (Nc,) ground-truth min overhang per cathode, mm
+    families: tuple[str, ...] = ()  # domain-randomisation families on this frame
 
 
 # =========================================================================== helpers
@@ -368,7 +377,8 @@ def _stamp_anode(band: np.ndarray, U0: int, ly: Layer, S: int) -> None:
         f = (1.0 - xi) ** ly.q
         dark = 1.0 + ly.darken * np.clip((xs - x) / ly.darken_len, 0.0, 1.0)
         half = 0.5 * ly.w * (1.0 - ly.narrow * (1.0 - f))
-        _stamp_var(band, U0, np.full(len(x), ly.u, np.float32), _f32(half), xa, _f32(ly.a * f * dark))
+        uc = ly.u + ly.curl_offset(x) if ly.curl else np.full(len(x), ly.u)
+        _stamp_var(band, U0, _f32(uc), _f32(half), xa, _f32(ly.a * f * dark))
     if ly.fold is not None:
         fd = ly.fold
         xa = int(max(0, math.floor(fd.x_end - fd.length - 2)))
@@ -773,9 +783,16 @@ def render_debug(
     S = int(opts.size)
     root = np.random.default_rng([int(seed), int(index)])
     scene_rng, clutter_rng, tex_rng, det_rng, noise_rng = root.spawn(5)
-    scene = sample_scene(scene_rng, S, opts.recipe, opts.defect_rate, opts.orientation, opts.mm_per_px, force_defect)
+    # the families' own stream: a sixth child, so the five above are the base simulator's
+    var = variety.sample_variety(root.spawn(1)[0], tuple(opts.families), float(opts.family_rate))
+    scene = sample_scene(
+        scene_rng, S, opts.recipe, opts.defect_rate, opts.orientation, opts.mm_per_px, force_defect,
+        overrides=variety.scene_overrides(var),
+    )
+    variety.apply_shapes(scene, var)
     c = _sample_clutter(scene, clutter_rng)
     det = _sample_detector(scene, det_rng, opts.bit_depth)
+    variety.adjust_detector(det, scene, var)
     scene.clutter.update(c)
     scene.detector = det
 
@@ -786,6 +803,10 @@ def render_debug(
         cv.T[Y0:Y1] = np.exp(-A)
     if clutter:
         _draw_clutter(cv, scene, c)
+        variety.draw_teeth(cv, scene, var)
+    shadow = variety.shadow_attenuation(scene, var)
+    if shadow is not None:
+        cv.T *= np.exp(-shadow)
     I = cv.T
     if clutter:
         cv2.multiply(I, _flat_field(scene, c, clutter), I)
@@ -820,6 +841,10 @@ def render_debug(
         del z, sd, b
         I = cv2.GaussianBlur(I, (0, 0), det["grain"], borderType=cv2.BORDER_REFLECT)
 
+    gain = variety.gain_field(S, var)
+    if gain is not None:
+        I *= gain
+
     # -- window to the output bit depth (+0.5: truncation below rounds)
     full = det["full"]
     out = cv2.addWeighted(I, det["bg"] - det["offset"], I, 0.0, det["offset"] + 0.5)
@@ -831,6 +856,7 @@ def render_debug(
             img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     else:
         img = out.astype(np.uint16)
+    img = variety.invert(img, full, var)
     img = _orient_image(img, scene.orientation)
 
     # -- labels
@@ -840,6 +866,7 @@ def render_debug(
     ov = scene.truth.overhang_mm.copy()
     if orient == "down":
         an, ca, ov = an[::-1].copy(), ca[::-1].copy(), ov[::-1].copy()
+    img, (an, ca) = variety.rotate(img, [an, ca], var, margin=0.02 * S)
     frame = SimFrame(
         image=img,
         anode_tips=an,
@@ -850,6 +877,7 @@ def render_debug(
         bit_depth=int(opts.bit_depth),
         orientation=orient,
         overhang_mm=ov,
+        families=var.active,
     )
     fov = c["fov"]
     info = {

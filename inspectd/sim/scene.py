@@ -126,6 +126,7 @@ class Layer:
     shoulder: float = 0.0  # cathode: relative thinning before the edge
     shoulder_len: float = 1.0
     fold: Fold | None = None
+    curl: float = 0.0  # anode: u displacement of the strand's end (bent tip), growing as t^2 over the taper
     label: bool = True  # False: not visible/labelled (reserved; the sampler keeps every tip labelled)
 
     @property
@@ -134,6 +135,13 @@ class Layer:
         if self.fold is not None:
             return self.fold.x_end - self.taper
         return self.tip - taper_foot_fraction(self.q) * self.taper
+
+    def curl_offset(self, x):
+        """u displacement of a bent anode's centre line at x (0 before its taper)."""
+        if self.curl == 0.0:
+            return np.zeros_like(np.asarray(x, np.float64))
+        t = np.clip((np.asarray(x, np.float64) - self.taper_start) / max(self.x_end - self.taper_start, 1.0), 0.0, 1.0)
+        return self.curl * t * t
 
     @property
     def x_end(self) -> float:
@@ -252,7 +260,11 @@ class Scene:
     # ----------------------------------------------------------------- tips
     def tip_points(self, kind: str) -> np.ndarray:
         """(N, 2) canonical [x, y] of the labelled tips of one class, stack order."""
-        pts = [(ly.tip, float(self.warp.y(ly.u, ly.tip))) for ly in self.layers if ly.kind == kind and ly.label]
+        pts = [
+            (ly.tip, float(self.warp.y(ly.u + ly.curl_offset(ly.tip), ly.tip)))
+            for ly in self.layers
+            if ly.kind == kind and ly.label
+        ]
         return np.asarray(pts, dtype=np.float64).reshape(-1, 2)
 
     def u_range(self) -> tuple[float, float]:
@@ -382,8 +394,10 @@ def sample_scene(
     orientation: str,
     mm_per_px: float | None,
     force_defect: str | None = None,
+    overrides: dict | None = None,
 ) -> Scene:
-    """Draw one scene.  The draws do not depend on `orientation` (nor on the render flags), so
+    """Draw one scene.  `overrides` (from `variety.scene_overrides`) may set the pitch in px
+    (`pitch_px`) and the cathode count (`nc`); the base draws are made all the same.  The draws do not depend on `orientation` (nor on the render flags), so
     one (seed, index) gives the same stack in every orientation.  Defect-specific draws come from
     their own stream, so a forced defect changes the stack as little as the defect requires."""
     S = int(size)
@@ -426,10 +440,15 @@ def sample_scene(
         nc = int(rng.integers(lo_n, hi_n + 1))
     zoom = rng.random() < 0.15  # YXTP-like stations: coarser pitch, longer overhang
     d = (_u(rng, 6.0, 7.5) if zoom else _u(rng, 4.0, 6.0)) * s
+    ov_ = overrides or {}
+    if "nc" in ov_:
+        nc = int(np.clip(int(ov_["nc"]), lo_n, hi_n))
+    if "pitch_px" in ov_:
+        d = float(ov_["pitch_px"])
     # the stack must fit well inside the field of view
     max_height = 0.62 * S
     if 2 * nc * d > max_height:
-        d = max(3.4 * s, max_height / (2 * nc))
+        d = max(min(3.4 * s, d), max_height / (2 * nc))
         if 2 * nc * d > max_height:
             nc = max(lo_n if lo_n * 2 * d <= max_height else 2, int(max_height / (2 * d)))
     excess = recipe.anode_excess if recipe.anode_excess in (-1, 0, 1) else 1
