@@ -197,12 +197,23 @@ class ObservabilityConfig(_Strict):
     metrics_addr: str = "127.0.0.1"
 
 
+class GateConfig(_Strict):
+    """The confidence gate (inspection/confidence.py): ERROR LOW_CONFIDENCE instead of an OK or NG the
+    evidence cannot back. Limits left unset come from the model card (calibrated per model)."""
+
+    enabled: bool = True
+    tip_score_min: float | None = Field(None, ge=0.0, le=1.0, description="weakest tip's score below this: ERROR")
+    gap_ratio_min: float | None = Field(None, ge=0.0, le=1.0, description="tightest gap / median gap below this: ERROR")
+    doubt_max: float | None = Field(None, ge=0.0, le=1.0, description="a rejected tip peak above this: ERROR")
+
+
 class Config(_Strict):
     station: StationConfig = StationConfig()
     recipe: RecipeConfig = RecipeConfig()
     corners: CornerConfig = CornerConfig()
     roi: RoiConfig = RoiConfig()
     correction: CorrectionConfig = CorrectionConfig()
+    gate: GateConfig = GateConfig()
     engine: EngineConfig = Field(default_factory=OnnxRuntimeConfig)  # one of backends.BACKENDS, by `type`
 
     @field_validator("engine", mode="before")

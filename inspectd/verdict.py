@@ -36,6 +36,7 @@ class ReasonCode(StrEnum):
     NO_STACK = "NO_STACK"  # no electrode stack found in the frame
     NO_TIPS = "NO_TIPS"  # stack found but no tips detected
     DETECTION_UNAVAILABLE = "DETECTION_UNAVAILABLE"  # no tip detector configured/loaded
+    LOW_CONFIDENCE = "LOW_CONFIDENCE"  # the weakest tip or gap is below the calibrated limit: no OK/NG it can back
     INTERNAL = "INTERNAL"  # a stage failed on this frame (message says which)
     NO_FRAME = "NO_FRAME"  # a trigger without a frame
     DEADLINE = "DEADLINE"  # TIMEOUT reason
@@ -59,6 +60,20 @@ class OverhangSummary(BaseModel):
     max: float
 
 
+class Confidence(BaseModel):
+    """How well the frame's evidence holds up (inspection/confidence.py): the weakest tip and the tightest gap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tip_min: float  # lowest detector score of any tip (heatmap peak, 0-1)
+    tip_min_class: Literal["anode", "cathode"]
+    tip_min_index: int  # index of that tip in its class list (anode_tips / cathode_tips)
+    gap_min: float | None = None  # tightest spacing between neighbours along the stack / the median spacing
+    gap_min_index: int | None = None  # position in the merged sequence of the second tip of that pair
+    doubt_max: float | None = None  # strongest peak the detector rejected (below its threshold), 0 if none
+    doubt_at: tuple[float, float] | None = None  # where that peak is, full-frame px
+
+
 class Verdict(BaseModel):
     schema_: Literal["inspectd.verdict/1"] = Field(VERDICT_SCHEMA, alias="schema")
     seq: int = Field(ge=0)
@@ -71,6 +86,7 @@ class Verdict(BaseModel):
     cathode_tips: list[tuple[float, float]] = Field(default_factory=list)
     overhang_mm: OverhangSummary | None = None
     roi: tuple[int, int, int, int] | None = None
+    confidence: Confidence | None = None
     t_acquired_ns: int = 0
     t_published_ns: int = 0
     latency_ms: float = 0.0

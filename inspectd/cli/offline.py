@@ -130,10 +130,26 @@ def eval_cmd(
     results: Annotated[Path, typer.Argument(help="verdicts JSON lines from replay --out")],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     gate_px: Annotated[float | None, typer.Option(help="matching gate radius, px (default: 3/4 of the label pitch)")] = None,
+    calibrate_gate: Annotated[
+        Path | None,
+        typer.Option(help="set the model card's LOW_CONFIDENCE limits from these verdicts' good frames (give the .onnx)"),
+    ] = None,
 ) -> None:
     """Score verdicts against a dump's labels: NME, PCK, PCS, counts, overhang MAE, overkill/escape."""
     from inspectd.evaluation.evaluate import evaluate_results
 
+    if calibrate_gate is not None:
+        from inspectd.evaluation.gate_eval import calibrate_gate as calibrate, write_gate
+
+        try:
+            gate = calibrate([(dump_dir, results)])
+            card = write_gate(calibrate_gate, gate)
+        except (FileNotFoundError, ValueError) as e:
+            raise fail(str(e)) from e
+        out.print(
+            f"gate limits from {gate['frames']} good frames: tip score < {gate.get('tip_score_min')}, "
+            f"gap ratio < {gate.get('gap_ratio_min')} -> ERROR LOW_CONFIDENCE; written to {card}"
+        )
     try:
         report, text = evaluate_results(dump_dir, results, gate_px=gate_px)
     except (FileNotFoundError, ValueError) as e:

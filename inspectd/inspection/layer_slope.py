@@ -31,56 +31,57 @@ from inspectd.imaging.region import Roi
 __all__ = ["MAX_SLOPE_DEG", "front_points"]
 
 MAX_SLOPE_DEG = 12.0  # a layer turned further than this from the ROI's axis is not trusted
-MIN_COHERENCE = 0.3  # (l1 - l2) / (l1 + l2) of the tensor; below, no clear layer direction
-BEHIND = 0.5  # the slope is sampled this fraction of the tip-to-front distance (+ 2 pitches) behind the tip
+TRACE_AT = 0.3  # each anode strand is traced this fraction of the way from the cathode front to its tip
 
 
-def _slopes(c8: np.ndarray, pts: np.ndarray, behind: np.ndarray, pitch: float, length: float) -> np.ndarray:
-    """dy/dx of the layers (canonical) at `pts` moved `behind` px back along x; NaN where unclear."""
-    g = cv2.GaussianBlur(c8.astype(np.float32), (0, 0), 1.0)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    sx, sy = max(3.0, 0.5 * length), max(3.0, 4.0 * pitch)
-    jxx = cv2.GaussianBlur(gx * gx, (0, 0), sigmaX=sx, sigmaY=sy)
-    jxy = cv2.GaussianBlur(gx * gy, (0, 0), sigmaX=sx, sigmaY=sy)
-    jyy = cv2.GaussianBlur(gy * gy, (0, 0), sigmaX=sx, sigmaY=sy)
+def _strand_y(c8: np.ndarray, x: float, y: float, half: float) -> float:
+    """Row of the darkest line within +-half of y in a 3-column strip at x (darkness-weighted centroid); NaN if none."""
     h, w = c8.shape
-    xs = np.clip(np.round(pts[:, 0] - behind), 0, w - 1).astype(int)
-    ys = np.clip(np.round(pts[:, 1]), 0, h - 1).astype(int)
-    a, b, c = jxx[ys, xs].astype(np.float64), jxy[ys, xs].astype(np.float64), jyy[ys, xs].astype(np.float64)
-    # gradient direction phi: tan(2 phi) = 2 Jxy / (Jxx - Jyy); the layers run at phi + 90 degrees
-    phi = 0.5 * np.arctan2(2.0 * b, a - c)
-    ang = phi + 0.5 * math.pi
-    ang = (ang + 0.5 * math.pi) % math.pi - 0.5 * math.pi
-    coh = np.sqrt((a - c) ** 2 + 4.0 * b * b) / np.maximum(a + c, 1e-9)
-    slope = np.tan(ang)
-    bad = (coh < MIN_COHERENCE) | (np.abs(ang) > math.radians(MAX_SLOPE_DEG))
-    slope[bad] = np.nan
-    return slope
+    xi = int(round(x))
+    y0, y1 = int(math.floor(y - half)), int(math.ceil(y + half)) + 1
+    if xi < 1 or xi >= w - 1 or y0 < 0 or y1 > h or y1 - y0 < 3:
+        return float("nan")
+    prof = c8[y0:y1, xi - 1 : xi + 2].astype(np.float64).mean(axis=1)
+    dark = prof.max() - prof
+    dark = np.maximum(dark - 0.5 * dark.max(), 0.0)  # the line's core, not the background's slope
+    if dark.sum() <= 0:
+        return float("nan")
+    return float(y0 + (dark * np.arange(len(prof))).sum() / dark.sum())
 
 
-def _median_along(slope: np.ndarray, y: np.ndarray, k: int = 2) -> np.ndarray:
-    """Median of each tip's slope and its k neighbours either side along the stack (NaN: unknown -> 0)."""
-    order = np.argsort(y, kind="stable")
-    s = slope[order]
-    out = np.zeros_like(s)
-    for i in range(len(s)):
-        win = s[max(0, i - k) : i + k + 1]
-        win = win[np.isfinite(win)]
-        out[i] = float(np.median(win)) if len(win) else 0.0
-    res = np.empty_like(out)
-    res[order] = out
-    return res
+def _mad(v: np.ndarray) -> float:
+    v = v[np.isfinite(v)]
+    return float(np.median(np.abs(v - np.median(v)))) if len(v) else 0.0
 
 
-def _linear_fit(slope: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Slope as a straight line in the stack position (tilt + fan), fitted robustly to the per-tip estimates.
+def _trace(c8: np.ndarray, x: float, y: float, x_to: float, pitch: float) -> float:
+    """Follow an anode strand from its tip (x, y) back to column x_to in steps of about a pitch, each step
+    searching +-0.6 pitch around where the strand's course so far predicts it; its row at x_to (NaN if lost)."""
+    step = max(2.0, pitch)
+    xs, ys = [x], [y]
+    cx, cy, slope = x, y, 0.0
+    while cx - step > x_to:
+        nx = cx - step
+        ny = _strand_y(c8, nx, cy - slope * step, 0.6 * pitch)
+        if not np.isfinite(ny):
+            return float("nan")
+        xs.append(nx)
+        ys.append(ny)
+        if len(xs) >= 3:
+            slope = float(np.polyfit(xs, ys, 1)[0])
+        cx, cy = nx, ny
+    if len(xs) < 3:
+        return float("nan")
+    return float(np.polyval(np.polyfit(xs, ys, 1), x_to))
 
-    Per-tip estimates scatter by +-0.05 on dense stacks and run high at the stack's ends (the window meets
-    the background); a line through them (twice, dropping the worst quarter) keeps the tilt and the fan."""
+
+def _linear_fit(slope: np.ndarray, y: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    """Slope as a straight line in the stack position (tilt + fan), fitted robustly to the per-tip
+    estimates (twice, dropping the worst quarter), evaluated at `y` or at `at`."""
+    at = y if at is None else at
     ok = np.isfinite(slope)
     if ok.sum() < 4:
-        return np.zeros_like(slope)
+        return np.zeros(len(at))
     yy, ss = y[ok], slope[ok]
     keep = np.ones(len(yy), bool)
     coef = np.array([0.0, float(np.median(ss))])
@@ -90,7 +91,7 @@ def _linear_fit(slope: np.ndarray, y: np.ndarray) -> np.ndarray:
         coef = np.polyfit(yy[keep], ss[keep], 1)
         res = np.abs(ss - np.polyval(coef, yy))
         keep = res <= np.quantile(res, 0.75)
-    return np.polyval(coef, y)
+    return np.polyval(coef, at)
 
 
 def front_points(img8: np.ndarray, roi: Roi, anode: np.ndarray, cathode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,13 +113,22 @@ def front_points(img8: np.ndarray, roi: Roi, anode: np.ndarray, cathode: np.ndar
     ys = np.sort(np.concatenate([ac[:, 1], cc[:, 1]]))
     pitch = float(np.median(np.diff(ys))) if len(ys) > 2 else 4.0
     c8 = to_canonical(crop, o)
-    out = []
-    for p in (ac, cc):
-        dist = np.maximum(p[:, 0] - front, 0.0)
-        slope = _slopes(c8, p, BEHIND * dist + 2.0 * pitch, pitch, length)
-        slope = _linear_fit(slope, p[:, 1])
-        q = p.copy()
-        q[:, 1] -= slope * (p[:, 0] - front)
-        q[:, 0] = front
-        out.append(points_from_canonical(q, o, cs) + (x0, y0))
+    # anodes: trace each strand where only anodes remain, extrapolate back to the front
+    x_t = front + TRACE_AT * (ac[:, 0] - front)
+    y_t = np.array([_trace(c8, x, y, xt, pitch) for (x, y), xt in zip(ac[:, :2], x_t)])
+    run = ac[:, 0] - x_t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(run > 2.0, (ac[:, 1] - y_t) / run, np.nan)
+    slope[np.abs(slope) > math.tan(math.radians(MAX_SLOPE_DEG))] = np.nan
+    fit = _linear_fit(slope, ac[:, 1])
+    bad = ~np.isfinite(slope) | (np.abs(slope - fit) > max(0.02, 3.0 * _mad(slope - fit)))
+    slope = np.where(bad, fit, slope)
+    qa = ac.copy()
+    qa[:, 1] -= slope * (ac[:, 0] - front)
+    qa[:, 0] = front
+    # cathodes sit near the front: the fitted slope at their row moves them the little they need
+    qc = cc.copy()
+    qc[:, 1] -= _linear_fit(slope, ac[:, 1], at=cc[:, 1]) * (cc[:, 0] - front)
+    qc[:, 0] = front
+    out = [points_from_canonical(q, o, cs) + (x0, y0) for q in (qa, qc)]
     return out[0], out[1]

@@ -21,6 +21,7 @@ from inspectd.imaging.window import to_8bit
 from inspectd.inspection import line_end
 from inspectd.inspection.corner_select import select_tip_corners
 from inspectd.inspection.corners import detect_corners, detect_oriented_corners, refine_subpix
+from inspectd.inspection.confidence import assess, gate_reason, limits
 from inspectd.inspection.correction import correct_tips
 from inspectd.inspection.layer_slope import front_points
 from inspectd.inspection.measure import measure
@@ -145,13 +146,25 @@ def refine(tips: Tips, corners: np.ndarray, img8: np.ndarray, cfg: Config) -> Ti
         return tips
 
     a, c = correct_tips(tips.anode, tips.cathode, corners, img8, cfg.correction)
-    return Tips(anode=a.points, cathode=c.points)
+    keep = len(a.points) == len(tips.anode) and len(c.points) == len(tips.cathode)  # one corrected point per tip
+    return Tips(
+        anode=a.points,
+        cathode=c.points,
+        anode_score=tips.anode_score if keep else None,
+        cathode_score=tips.cathode_score if keep else None,
+        doubt=tips.doubt,
+    )
 
 
 def measure_and_judge(
-    tips: Tips, roi: Roi, mm_per_px: float, cfg: Config, img8: np.ndarray | None = None
+    tips: Tips, roi: Roi, mm_per_px: float, cfg: Config, img8: np.ndarray | None = None, card_gate: dict | None = None
 ) -> tuple[Result, list[Reason], dict]:
-    """Measure and apply the recipe; with `img8`, tips are ordered where their layers meet the cathode front."""
+    """Measure, apply the recipe, then the confidence gate (inspection/confidence.py).
+
+    With `img8`, tips are ordered where their layers meet the cathode front
+    (inspection/layer_slope.py). A gated frame is ERROR with LOW_CONFIDENCE first
+    and the recipe's reasons after it, so the operator still sees what it would have said.
+    """
     direction = TIP_DIRECTION[roi.orientation.name]
     order_by = front_points(img8, roi, tips.anode, tips.cathode) if img8 is not None else None
     m = measure(tips.anode, tips.cathode, direction, mm_per_px, order_by=order_by)
@@ -162,6 +175,13 @@ def measure_and_judge(
         "cathode_tips": [tuple(map(float, p)) for p in m.cathode_tips],
         "overhang_mm": summary,
     }
+    conf = assess(m, tips.anode_score, tips.cathode_score, tips.doubt)
+    if conf is not None:
+        fields["confidence"] = conf
+        if cfg.gate.enabled and result is not Result.ERROR:
+            low = gate_reason(conf, *limits(cfg.gate, card_gate or {}))
+            if low is not None:
+                result, reasons = Result.ERROR, [low, *reasons]
     return result, reasons, fields
 
 
@@ -213,7 +233,8 @@ def _refine(w: _Work, cfg: Config, det: TipDetector) -> None:
 
 def _measure(w: _Work, cfg: Config, det: TipDetector) -> None:
     mm_per_px = w.frame.meta.mm_per_px or cfg.station.mm_per_px
-    w.result, w.reasons, w.fields = measure_and_judge(w.tips, w.roi, mm_per_px, cfg, w.img8)
+    card_gate = getattr(det, "gate", None) or {}
+    w.result, w.reasons, w.fields = measure_and_judge(w.tips, w.roi, mm_per_px, cfg, w.img8, card_gate)
 
 
 # The chain, in order; tests/test_inspector.py checks every field a stage reads is filled before it.

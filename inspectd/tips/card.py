@@ -37,6 +37,7 @@ class ModelCard(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     export: dict[str, Any] = Field(default_factory=dict)
+    gate: dict[str, Any] = Field(default_factory=dict)  # calibrated LOW_CONFIDENCE limits (inspection/confidence.py)
 
     @property
     def model_id(self) -> str:

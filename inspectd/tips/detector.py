@@ -20,6 +20,9 @@ from inspectd.imaging.region import Roi
 class Tips:
     anode: np.ndarray  # (N, 2) float64 [x, y], full-frame px
     cathode: np.ndarray  # (M, 2)
+    anode_score: np.ndarray | None = None  # (N,) detector confidence per tip (heatmap peak), when it has one
+    cathode_score: np.ndarray | None = None  # (M,)
+    doubt: np.ndarray | None = None  # (K, 3) [x, y, score] sub-threshold peaks (tips/infer.py DOUBT_FLOOR)
 
 
 class DetectionUnavailable(Exception):

@@ -67,7 +67,18 @@ class HrnetDetector:
         except EngineError as e:
             raise DetectionUnavailable(str(e)) from e
         self.last = ft
-        return Tips(anode=ft.anode[:, :2].copy(), cathode=ft.cathode[:, :2].copy())
+        return Tips(
+            anode=ft.anode[:, :2].copy(),
+            cathode=ft.cathode[:, :2].copy(),
+            anode_score=ft.anode[:, 2].copy(),
+            cathode_score=ft.cathode[:, 2].copy(),
+            doubt=ft.doubt,
+        )
+
+    @property
+    def gate(self) -> dict:
+        """The card's calibrated confidence-gate limits (`tip_score_min`, `gap_ratio_min`), {} if none."""
+        return dict(getattr(self.card, "gate", None) or {})
 
 
 def load_detector(engine_cfg, *, warmup: bool = True) -> HrnetDetector:

@@ -21,6 +21,11 @@ __all__ = ["FrameTips", "detect_tips", "drop_stray_back_cathodes", "merge_tiles"
 
 InferFn = Callable[[np.ndarray], np.ndarray]
 
+# Peaks between this fraction of the threshold and the threshold are kept apart as "doubt": evidence the
+# model half-saw (a missed tip, or a tip it nearly invented). They never become tips; the confidence gate
+# reads the strongest one. Decoding lower changes no accepted peak (NMS runs strongest first).
+DOUBT_FLOOR = 0.5
+
 
 @dataclass
 class FrameTips:
@@ -28,6 +33,7 @@ class FrameTips:
     cathode: np.ndarray  # (M, 3)
     plan: CropPlan
     heatmaps: np.ndarray | None = None  # (B, 2, h, w) when kept
+    doubt: np.ndarray | None = None  # (K, 3) [x, y, score] peaks below the threshold but above DOUBT_FLOOR of it
 
 
 def merge_tiles(heatmaps: np.ndarray, plan: CropPlan, codec: HeatmapCodec, threshold: float, method: str) -> list[np.ndarray]:
@@ -73,10 +79,12 @@ def detect_tips(
     batch, plan = make_batch(img8, roi, spec, pitch)
     hm = np.asarray(infer(batch), np.float32)
     thr = codec.threshold if threshold is None else threshold
-    a, c = merge_tiles(hm, plan, codec, thr, method or codec.decoder)
+    a, c = merge_tiles(hm, plan, codec, DOUBT_FLOOR * thr, method or codec.decoder)
+    doubt = np.vstack([a[a[:, 2] < thr], c[c[:, 2] < thr]])
+    a, c = a[a[:, 2] >= thr], c[c[:, 2] >= thr]
     if spec.back_pitches > 0:
         c = drop_stray_back_cathodes(a, c, plan)
-    return FrameTips(a, c, plan, hm if keep_heatmaps else None)
+    return FrameTips(a, c, plan, hm if keep_heatmaps else None, doubt)
 
 
 def drop_stray_back_cathodes(anode: np.ndarray, cathode: np.ndarray, plan: CropPlan, behind: float = 6.0) -> np.ndarray:

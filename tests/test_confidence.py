@@ -1,0 +1,109 @@
+"""The confidence gate (inspection/confidence.py, issue #16): ERROR LOW_CONFIDENCE on evidence that cannot back
+an OK or NG, never on a clean stack."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inspectd.config import Config, GateConfig
+from inspectd.frames import Frame, Sidecar, TipLabels
+from inspectd.inspection.confidence import assess, calibrate, gate_reason, limits
+from inspectd.inspection.measure import measure
+from inspectd.inspection.stages import Inspector
+from inspectd.sim import SimOptions
+from inspectd.sim.render import render_debug
+from inspectd.tips.detector import Tips
+from inspectd.verdict import ReasonCode, Result, Verdict
+
+CARD_GATE = {"tip_score_min": 0.5, "gap_ratio_min": 0.3, "doubt_max": 0.6}
+
+
+class ScoredOracle:
+    """The labels as tips, with scores and doubt peaks chosen by the test (a detector with known confidence)."""
+
+    name = "test:scored-oracle"
+
+    def __init__(self, gate=CARD_GATE, corrupt=None):
+        self.gate = gate
+        self.corrupt = corrupt
+
+    def detect(self, frame, img8, roi):
+        a, c = (np.asarray(p, np.float64) for p in frame.meta.labels.arrays())
+        sa, sc = np.full(len(a), 0.9), np.full(len(c), 0.9)
+        doubt = np.zeros((0, 3))
+        if self.corrupt == "weak_tip":
+            sa[len(a) // 2] = 0.2
+        elif self.corrupt == "duplicate":  # the same cathode seen twice, 0.3 px apart
+            c = np.vstack([c, c[len(c) // 2] + (0.0, 0.3) if frame.meta.sim["orientation"] in ("right", "left") else c[len(c) // 2] + (0.3, 0.0)])
+            sc = np.append(sc, 0.9)
+        elif self.corrupt == "doubt":  # a half-seen peak between two anodes
+            doubt = np.array([[*(0.5 * (a[2] + a[3])), 0.65]])
+        return Tips(a, c, sa, sc, doubt)
+
+
+@pytest.fixture(scope="module")
+def clean_frame():
+    f, _ = render_debug(71, 0, SimOptions(size=1000, orientation="right"), force_defect="none")
+    meta = Sidecar(
+        mm_per_px=f.mm_per_px,
+        bit_depth=f.bit_depth,
+        labels=TipLabels(anode_tips=[tuple(p) for p in f.anode_tips], cathode_tips=[tuple(p) for p in f.cathode_tips]),
+        expected=f.expected,
+        sim={"orientation": f.orientation},
+    )
+    return Frame(frame_id="clean", image=f.image, meta=meta)
+
+
+def _verdict(frame, corrupt=None, cfg=None) -> Verdict:
+    return Inspector(cfg or Config(), ScoredOracle(corrupt=corrupt)).inspect(frame, 1).verdict
+
+
+def test_clean_stack_passes_and_carries_its_confidence(clean_frame):
+    v = _verdict(clean_frame)
+    assert v.result is Result.OK, v.reasons
+    assert v.confidence is not None and v.confidence.tip_min == pytest.approx(0.9)
+    assert v.confidence.doubt_max == 0.0 and v.confidence.gap_min > 0.5
+    assert json.loads(v.to_json())["confidence"]["tip_min"] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("corrupt,word", [("weak_tip", "score"), ("duplicate", "gap"), ("doubt", "rejected tip peak")])
+def test_corrupted_stack_is_error_low_confidence(clean_frame, corrupt, word):
+    v = _verdict(clean_frame, corrupt)
+    assert v.result is Result.ERROR
+    assert v.reasons[0].code is ReasonCode.LOW_CONFIDENCE
+    assert word in v.reasons[0].message and v.reasons[0].limit is not None
+    assert v.anode_tips and v.cathode_tips  # the operator still sees what was found
+
+
+def test_weak_tip_is_named_by_class_and_index(clean_frame):
+    v = _verdict(clean_frame, "weak_tip")
+    r = v.reasons[0]
+    assert v.confidence.tip_min_class == "anode"
+    assert r.index == v.confidence.tip_min_index and r.value == pytest.approx(0.2)
+
+
+def test_gate_can_be_switched_off_and_station_limits_override_the_card(clean_frame):
+    off = Config(gate=GateConfig(enabled=False))
+    assert _verdict(clean_frame, "weak_tip", off).result is Result.OK
+    lax = Config(gate=GateConfig(tip_score_min=0.1))
+    assert _verdict(clean_frame, "weak_tip", lax).result is Result.OK
+    assert limits(GateConfig(tip_score_min=0.1), CARD_GATE) == (0.1, 0.3, 0.6)
+    assert limits(GateConfig(), {}) == (None, None, None)
+
+
+def test_no_scores_no_gate():
+    m = measure(np.array([[10.0, 0.0], [10.0, 10.0]]), np.array([[5.0, 5.0]]), (1, 0), 0.02)
+    assert assess(m, None, None) is None
+    assert gate_reason(None, 0.5, 0.5, 0.5) is None
+
+
+def test_calibration_fires_on_at_most_the_target_share():
+    rng = np.random.default_rng(0)
+    tips, gaps, doubts = rng.uniform(0.7, 1.0, 600), rng.uniform(0.6, 1.0, 600), np.where(rng.random(600) < 0.9, 0.0, rng.uniform(0.35, 0.7, 600))
+    g = calibrate(list(tips), list(gaps), list(doubts), rate=0.01)
+    fired = (tips < g["tip_score_min"]) | (gaps < g["gap_ratio_min"]) | (doubts > g["doubt_max"])
+    assert fired.mean() <= 0.01
+    assert g["tip_score_min"] > 0.7 and g["doubt_max"] < 0.7
