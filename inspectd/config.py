@@ -27,6 +27,11 @@ class StationConfig(_Strict):
     name: str = Field("L1-S1", min_length=1, description="station id, used in ZeroMQ topics")
     mm_per_px: float = Field(0.05, gt=0, le=10, description="pixel pitch at the electrode plane")
     deadline_ms: float = Field(300.0, gt=0, description="acquisition -> verdict deadline")
+    polarity: Literal["dark_layers", "bright_layers", "auto"] = Field(
+        "auto",
+        description="dark_layers: raw X-ray transmission (layers dark on a bright beam); bright_layers: the detector "
+        "inverts; auto: dark_layers, and a frame that finds no stack or no readable one is tried inverted",
+    )
 
 
 class RecipeConfig(_Strict):
@@ -205,6 +210,9 @@ class GateConfig(_Strict):
     tip_score_min: float | None = Field(None, ge=0.0, le=1.0, description="weakest tip's score below this: ERROR")
     gap_ratio_min: float | None = Field(None, ge=0.0, le=1.0, description="tightest gap / median gap below this: ERROR")
     doubt_max: float | None = Field(None, ge=0.0, le=1.0, description="a rejected tip peak above this: ERROR")
+    alternation_max: float | None = Field(
+        None, ge=0.0, le=1.0, description="share of same-class neighbours along the stack above this: ERROR"
+    )
 
 
 class Config(_Strict):

@@ -72,6 +72,7 @@ class Confidence(BaseModel):
     gap_min_index: int | None = None  # position in the merged sequence of the second tip of that pair
     doubt_max: float | None = None  # strongest peak the detector rejected (below its threshold), 0 if none
     doubt_at: tuple[float, float] | None = None  # where that peak is, full-frame px
+    alternation: float | None = None  # share of neighbours along the stack of the same class (0 on a healthy stack)
 
 
 class Verdict(BaseModel):

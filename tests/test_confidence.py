@@ -18,7 +18,7 @@ from inspectd.sim.render import render_debug
 from inspectd.tips.detector import Tips
 from inspectd.verdict import ReasonCode, Result, Verdict
 
-CARD_GATE = {"tip_score_min": 0.5, "gap_ratio_min": 0.3, "doubt_max": 0.6}
+CARD_GATE = {"tip_score_min": 0.5, "gap_ratio_min": 0.3, "doubt_max": 0.6, "alternation_max": 0.2}
 
 
 class ScoredOracle:
@@ -41,6 +41,10 @@ class ScoredOracle:
             sc = np.append(sc, 0.9)
         elif self.corrupt == "doubt":  # a half-seen peak between two anodes
             doubt = np.array([[*(0.5 * (a[2] + a[3])), 0.65]])
+        elif self.corrupt == "clutter":  # "tips" on a rack's teeth: one class all the way down
+            a = np.vstack([a, c])
+            c = c[:2]
+            sa, sc = np.full(len(a), 0.9), np.full(len(c), 0.9)
         return Tips(a, c, sa, sc, doubt)
 
 
@@ -69,7 +73,10 @@ def test_clean_stack_passes_and_carries_its_confidence(clean_frame):
     assert json.loads(v.to_json())["confidence"]["tip_min"] == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("corrupt,word", [("weak_tip", "score"), ("duplicate", "gap"), ("doubt", "rejected tip peak")])
+@pytest.mark.parametrize(
+    "corrupt,word",
+    [("weak_tip", "score"), ("duplicate", "gap"), ("doubt", "rejected tip peak"), ("clutter", "alternating stack")],
+)
 def test_corrupted_stack_is_error_low_confidence(clean_frame, corrupt, word):
     v = _verdict(clean_frame, corrupt)
     assert v.result is Result.ERROR
@@ -90,8 +97,8 @@ def test_gate_can_be_switched_off_and_station_limits_override_the_card(clean_fra
     assert _verdict(clean_frame, "weak_tip", off).result is Result.OK
     lax = Config(gate=GateConfig(tip_score_min=0.1))
     assert _verdict(clean_frame, "weak_tip", lax).result is Result.OK
-    assert limits(GateConfig(tip_score_min=0.1), CARD_GATE) == (0.1, 0.3, 0.6)
-    assert limits(GateConfig(), {}) == (None, None, None)
+    assert limits(GateConfig(tip_score_min=0.1), CARD_GATE) == (0.1, 0.3, 0.6, 0.2)
+    assert limits(GateConfig(), {}) == (None, None, None, None)
 
 
 def test_no_scores_no_gate():
@@ -102,8 +109,10 @@ def test_no_scores_no_gate():
 
 def test_calibration_fires_on_at_most_the_target_share():
     rng = np.random.default_rng(0)
-    tips, gaps, doubts = rng.uniform(0.7, 1.0, 600), rng.uniform(0.6, 1.0, 600), np.where(rng.random(600) < 0.9, 0.0, rng.uniform(0.35, 0.7, 600))
-    g = calibrate(list(tips), list(gaps), list(doubts), rate=0.01)
-    fired = (tips < g["tip_score_min"]) | (gaps < g["gap_ratio_min"]) | (doubts > g["doubt_max"])
+    tips, gaps = rng.uniform(0.7, 1.0, 600), rng.uniform(0.6, 1.0, 600)
+    doubts = np.where(rng.random(600) < 0.9, 0.0, rng.uniform(0.35, 0.7, 600))
+    alts = np.where(rng.random(600) < 0.8, 0.0, rng.uniform(0.0, 0.1, 600))
+    g = calibrate(list(tips), list(gaps), list(doubts), list(alts), rate=0.01)
+    fired = (tips < g["tip_score_min"]) | (gaps < g["gap_ratio_min"]) | (doubts > g["doubt_max"]) | (alts > g["alternation_max"])
     assert fired.mean() <= 0.01
     assert g["tip_score_min"] > 0.7 and g["doubt_max"] < 0.7

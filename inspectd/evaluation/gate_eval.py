@@ -1,7 +1,11 @@
 """Calibrate and score the confidence gate (inspection/confidence.py) on labelled dumps.
 
-Calibration reads the verdicts of good held-out frames (sidecar `expected` OK)
-and sets the limits so that at most 1 % of them would be stopped. Scoring
+Calibration reads the verdicts of held-out frames whose tips the model got
+right (none missed, none false: the frames the gate must let through, good
+cells and defective ones alike, since a correct NG must stay NG) and sets the
+limits so that at most 1 % of them would be stopped. Frames the model got
+wrong are what the gate is for: counting them would push the limits out
+until it caught nothing. Scoring
 asks the two questions a process engineer asks of such a gate: how often does
 it stop a good frame whose tips were all found (a needless re-inspection),
 and what share of the frames with a tip error (a missed or a false tip, or a
@@ -33,20 +37,26 @@ def _records(dump: Path, results: Path):
 
 
 def calibrate_gate(dumps: list[tuple[Path, Path]], rate: float = FIRE_RATE) -> dict:
-    """Limits from the weakest tip / tightest gap of every good frame (expected OK) with a scored verdict."""
-    tips, gaps, doubts = [], [], []
+    """Limits from the scores of every frame whose tips are all right, with a scored verdict."""
+    tips, gaps, doubts, alts = [], [], [], []
     for dump, results in dumps:
         for item, v in _records(dump, results):
             conf = v.get("confidence")
-            if item.meta.expected != "OK" or not conf:
+            if not conf:
+                continue
+            ev = evaluate_image(item.frame_id, item.meta.labels.model_dump(), v)
+            if ev.n_missed or ev.n_false:
                 continue
             tips.append(float(conf["tip_min"]))
             if conf.get("gap_min") is not None:
                 gaps.append(float(conf["gap_min"]))
             doubts.append(float(conf.get("doubt_max") or 0.0))
+            alts.append(float(conf.get("alternation") or 0.0))
     if not tips:
-        raise ValueError("no good (expected OK) frames with a confidence in their verdicts: replay with a model first")
-    out = calibrate(tips, gaps, doubts, rate)
+        raise ValueError(
+            "no frames with every tip right and a confidence in their verdicts: replay with a model first"
+        )
+    out = calibrate(tips, gaps, doubts, alts, rate)
     out["calibrated_on"] = [str(d) for d, _ in dumps]
     return out
 
@@ -60,9 +70,11 @@ def write_gate(model_or_card: Path, gate: dict) -> Path:
     return p
 
 
-def _fires(conf: dict | None, tip_min: float | None, gap_min: float | None, doubt_max: float | None) -> bool:
+def _fires(conf: dict | None, tip_min, gap_min, doubt_max, alternation_max=None) -> bool:
     if not conf:
         return False
+    if alternation_max is not None and (conf.get("alternation") or 0.0) > alternation_max:
+        return True
     if tip_min is not None and conf["tip_min"] < tip_min:
         return True
     if doubt_max is not None and (conf.get("doubt_max") or 0.0) > doubt_max:
@@ -70,13 +82,13 @@ def _fires(conf: dict | None, tip_min: float | None, gap_min: float | None, doub
     return gap_min is not None and conf.get("gap_min") is not None and conf["gap_min"] < gap_min
 
 
-def gate_report(dump: Path, results: Path, tip_min: float | None, gap_min: float | None, doubt_max: float | None) -> dict:
+def gate_report(dump: Path, results: Path, gate: dict) -> dict:
     """Per dump: frames, frames with a tip error, how many the gate catches, how many clean frames it stops."""
-    n = n_err = caught = clean = stopped_clean = good = stopped_good = 0
+    lim = [gate.get(k) for k in ("tip_score_min", "gap_ratio_min", "doubt_max", "alternation_max")]
+    n = n_err = caught = clean = stopped_clean = good = stopped_good = overkill = escape = n_ng = 0
     for item, v in _records(dump, results):
-        gt = {"labels": item.meta.labels.model_dump(), "expected": item.meta.expected, "mm_per_px": item.meta.mm_per_px}
-        ev = evaluate_image(item.frame_id, {**gt["labels"], **gt}, v)
-        fired = _fires(v.get("confidence"), tip_min, gap_min, doubt_max)
+        ev = evaluate_image(item.frame_id, item.meta.labels.model_dump(), v)
+        fired = _fires(v.get("confidence"), *lim)
         wrong = item.meta.expected is not None and v.get("result") in ("OK", "NG") and v["result"] != item.meta.expected
         n += 1
         if ev.n_missed or ev.n_false or wrong:
@@ -88,6 +100,10 @@ def gate_report(dump: Path, results: Path, tip_min: float | None, gap_min: float
         if item.meta.expected == "OK":
             good += 1
             stopped_good += fired
+            overkill += fired or v.get("result") != "OK"
+        elif item.meta.expected == "NG":
+            n_ng += 1
+            escape += (not fired) and v.get("result") == "OK"
     return {
         "frames": n,
         "frames_with_tip_error": n_err,
@@ -97,7 +113,8 @@ def gate_report(dump: Path, results: Path, tip_min: float | None, gap_min: float
         "clean_stopped": stopped_clean,
         "good_frames": good,
         "good_stopped": stopped_good,
-        "tip_score_min": tip_min,
-        "gap_ratio_min": gap_min,
-        "doubt_max": doubt_max,
+        "overkill_gated": overkill,  # good frames not passed (gate or verdict)
+        "escape_gated": escape,  # bad frames passed (the gate did not stop them and the verdict said OK)
+        "ng_frames": n_ng,
+        "gate": {k: gate.get(k) for k in ("tip_score_min", "gap_ratio_min", "doubt_max", "alternation_max")},
     }

@@ -19,6 +19,11 @@ Three scores, all cheap and all from what the frame already produced:
   0.66 (threshold 0.70); on good simulator frames 95 % had none.
 * gap: the spacing of every pair of neighbours in the merged sequence along
   the stack, divided by the median spacing; the frame's is the smallest.
+* alternation: the share of neighbours along the stack that are of the same
+  class. A stack alternates anode, cathode, anode; one misplaced layer breaks
+  it once or twice (a recipe NG), but tips found on periodic clutter (a
+  rack's teeth, a thread) or on a stack the model cannot read break it
+  everywhere. No OK or NG can rest on such a sequence.
 
 The limits are calibrated per model on good held-out simulator frames so
 that the gate fires on at most 1 % of them (`calibrate`, `inspectd eval
@@ -80,29 +85,43 @@ def assess(
             j = int(np.argmin(r))
             gap, gap_i = float(r[j]), j + 1
     dmax, dat = _doubt(m, doubt)
+    n = len(m.sequence)
+    alt = len(m.alternation_breaks) / (n - 1) if n > 1 else None
     return Confidence(
         tip_min=tip[0], tip_min_class=tip[1], tip_min_index=tip[2], gap_min=gap, gap_min_index=gap_i,
-        doubt_max=dmax, doubt_at=dat,
+        doubt_max=dmax, doubt_at=dat, alternation=alt,
     )
 
 
-def limits(cfg: GateConfig, card_gate: dict) -> tuple[float | None, float | None, float | None]:
-    """(tip_score_min, gap_ratio_min, doubt_max): the station's `[gate]` values, else the model card's calibration."""
+def limits(cfg: GateConfig, card_gate: dict) -> tuple[float | None, float | None, float | None, float | None]:
+    """(tip_score_min, gap_ratio_min, doubt_max, alternation_max): the station's `[gate]` values, else the card's."""
 
     def pick(key: str) -> float | None:
         v = getattr(cfg, key)
         v = v if v is not None else card_gate.get(key)
         return None if v is None else float(v)
 
-    return pick("tip_score_min"), pick("gap_ratio_min"), pick("doubt_max")
+    return pick("tip_score_min"), pick("gap_ratio_min"), pick("doubt_max"), pick("alternation_max")
 
 
 def gate_reason(
-    conf: Confidence | None, tip_min: float | None, gap_min: float | None, doubt_max: float | None = None
+    conf: Confidence | None,
+    tip_min: float | None,
+    gap_min: float | None,
+    doubt_max: float | None = None,
+    alternation_max: float | None = None,
 ) -> Reason | None:
     """The LOW_CONFIDENCE reason when a limit is crossed, else None."""
     if conf is None:
         return None
+    if alternation_max is not None and conf.alternation is not None and conf.alternation > alternation_max:
+        return Reason(
+            code=ReasonCode.LOW_CONFIDENCE,
+            value=round(conf.alternation, 4),
+            limit=alternation_max,
+            message=f"the tips do not form an alternating stack: {conf.alternation:.0%} of neighbours are of one class "
+            f"(limit {alternation_max:.0%})",
+        )
     if tip_min is not None and conf.tip_min < tip_min:
         return Reason(
             code=ReasonCode.LOW_CONFIDENCE,
@@ -132,17 +151,20 @@ def gate_reason(
     return None
 
 
-def calibrate(tip_mins: list[float], gap_mins: list[float], doubts: list[float], rate: float = FIRE_RATE) -> dict:
-    """Limits that stop at most `rate` of good frames between them (a third each), from their weakest values."""
+def calibrate(
+    tip_mins: list[float], gap_mins: list[float], doubts: list[float], alternations: list[float], rate: float = FIRE_RATE
+) -> dict:
+    """Limits that stop at most `rate` of good frames between them (a quarter each), from their weakest values."""
     out: dict = {"fire_rate_target": rate, "frames": len(tip_mins)}
-    share = rate / 3.0
+    share = rate / 4.0
     for key, vals in (("tip_score_min", tip_mins), ("gap_ratio_min", gap_mins)):
         if vals:
             v = np.sort(np.asarray(vals, np.float64))
             k = int(np.floor(share * len(v)))  # frames allowed below the limit
             out[key] = round(float(v[k]) - 1e-4, 4)
-    if doubts:
-        v = np.sort(np.asarray(doubts, np.float64))[::-1]
-        k = int(np.floor(share * len(v)))  # frames allowed above the limit
-        out["doubt_max"] = round(float(v[k]) + 1e-4, 4)
+    for key, vals in (("doubt_max", doubts), ("alternation_max", alternations)):
+        if vals:
+            v = np.sort(np.asarray(vals, np.float64))[::-1]
+            k = int(np.floor(share * len(v)))  # frames allowed above the limit
+            out[key] = round(float(v[k]) + 1e-4, 4)
     return out

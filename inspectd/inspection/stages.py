@@ -212,6 +212,8 @@ class Stage:
 
 def _preprocess(w: _Work, cfg: Config, det: TipDetector) -> None:
     w.img8 = preprocess(w.frame)
+    if cfg.station.polarity == "bright_layers":
+        w.img8 = 255 - w.img8
 
 
 def _locate(w: _Work, cfg: Config, det: TipDetector) -> None:
@@ -271,12 +273,21 @@ class Inspector:
         if isinstance(item, FrameReadError):
             reason = Reason(code=ReasonCode.UNREADABLE_FRAME, message=item.message)
             return Inspection(self._verdict(seq, item.frame_id, None, Result.ERROR, [reason]))
-        frame = item
-        w = _Work(frame)
+        ins = self._run(item, seq, _Work(item), CHAIN)
+        if self.cfg.station.polarity == "auto" and ins.img8 is not None and _unreadable(ins.verdict):
+            # The same frame with its grey values inverted (a detector that shows layers bright): kept only
+            # if it reads as a stack; the first pass's verdict otherwise, so nothing is lost by trying.
+            again = self._run(item, seq, _Work(item, img8=255 - ins.img8), CHAIN[1:])
+            if again.verdict.result is not Result.ERROR:
+                again.stage_ms = {**ins.stage_ms, **{f"{k}_inverted": v for k, v in again.stage_ms.items()}}
+                return again
+        return ins
+
+    def _run(self, frame: Frame, seq: int, w: _Work, chain: tuple[Stage, ...]) -> Inspection:
         times: dict[str, float] = {}
-        stage = CHAIN[0].name
+        stage = chain[0].name
         try:
-            for st in CHAIN:
+            for st in chain:
                 stage, t = st.name, time.perf_counter()
                 st.run(w, self.cfg, self.detector)
                 times[stage] = _ms(t)
@@ -291,6 +302,14 @@ class Inspector:
             reason = Reason(code=ReasonCode.INTERNAL, message=f"stage {stage} failed: {type(e).__name__}: {e}")
             verdict = self._verdict(seq, frame.frame_id, frame.meta, Result.ERROR, [reason])
         return Inspection(verdict, w.img8, w.corners, w.roi, w.tips, w.raw_tips, times)
+
+
+# ERROR reasons that an inverted frame could turn into a reading (polarity = "auto").
+_RETRY_INVERTED = {ReasonCode.NO_STACK, ReasonCode.NO_TIPS, ReasonCode.LOW_CONFIDENCE}
+
+
+def _unreadable(v: Verdict) -> bool:
+    return v.result is Result.ERROR and bool(v.reasons) and v.reasons[0].code in _RETRY_INVERTED
 
 
 def _ms(t0: float) -> float:
