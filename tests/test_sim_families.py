@@ -110,3 +110,15 @@ def test_tilted_stack_is_ordered_along_its_layers():
         front_breaks += len(measure(a, c, d, f.mm_per_px, order_by=front_points(img8, roi, a, c)).alternation_breaks)
     assert axis_breaks >= 3
     assert front_breaks == 0
+
+
+def test_tip_region_statistics_measure_the_scene():
+    """evaluation.sim_stats on a rendered frame: the same-class pitch is twice the layer pitch the scene drew."""
+    from inspectd.evaluation.sim_stats import frame_stats
+
+    f, info = render_debug(81, 1, SimOptions(size=S, orientation="left"), force_defect="none")
+    frame = Frame(frame_id="s", image=f.image, meta=Sidecar(bit_depth=f.bit_depth, mm_per_px=f.mm_per_px))
+    s = frame_stats(preprocess(frame), f.anode_tips, f.cathode_tips, Config())
+    assert s is not None
+    assert s["pitch"] == pytest.approx(2 * info["scene"].pitch, rel=0.1)
+    assert 0.05 < s["contrast"] < 1.0 and s["overhang"] > 0
