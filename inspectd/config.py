@@ -213,6 +213,9 @@ class GateConfig(_Strict):
     alternation_max: float | None = Field(
         None, ge=0.0, le=1.0, description="share of same-class neighbours along the stack above this: ERROR"
     )
+    squeeze_min: float | None = Field(
+        None, ge=0.0, le=1.0, description="anode pair around a cathode closer than this x the usual spacing: ERROR"
+    )
 
 
 class Config(_Strict):

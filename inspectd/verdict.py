@@ -73,6 +73,8 @@ class Confidence(BaseModel):
     doubt_max: float | None = None  # strongest peak the detector rejected (below its threshold), 0 if none
     doubt_at: tuple[float, float] | None = None  # where that peak is, full-frame px
     alternation: float | None = None  # share of neighbours along the stack of the same class (0 on a healthy stack)
+    squeeze: float | None = None  # tightest pair of anodes holding a cathode, over the median such pair spacing
+    squeeze_index: int | None = None  # the cathode between that pair
 
 
 class Verdict(BaseModel):

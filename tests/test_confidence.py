@@ -18,7 +18,7 @@ from inspectd.sim.render import render_debug
 from inspectd.tips.detector import Tips
 from inspectd.verdict import ReasonCode, Result, Verdict
 
-CARD_GATE = {"tip_score_min": 0.5, "gap_ratio_min": 0.3, "doubt_max": 0.6, "alternation_max": 0.2}
+CARD_GATE = {"tip_score_min": 0.5, "gap_ratio_min": 0.3, "doubt_max": 0.6, "alternation_max": 0.2, "squeeze_min": 0.8}
 
 
 class ScoredOracle:
@@ -97,8 +97,8 @@ def test_gate_can_be_switched_off_and_station_limits_override_the_card(clean_fra
     assert _verdict(clean_frame, "weak_tip", off).result is Result.OK
     lax = Config(gate=GateConfig(tip_score_min=0.1))
     assert _verdict(clean_frame, "weak_tip", lax).result is Result.OK
-    assert limits(GateConfig(tip_score_min=0.1), CARD_GATE) == (0.1, 0.3, 0.6, 0.2)
-    assert limits(GateConfig(), {}) == (None, None, None, None)
+    assert limits(GateConfig(tip_score_min=0.1), CARD_GATE) == (0.1, 0.3, 0.6, 0.2, 0.8)
+    assert limits(GateConfig(), {}) == (None, None, None, None, None)
 
 
 def test_no_scores_no_gate():
@@ -113,6 +113,29 @@ def test_calibration_fires_on_at_most_the_target_share():
     doubts = np.where(rng.random(600) < 0.9, 0.0, rng.uniform(0.35, 0.7, 600))
     alts = np.where(rng.random(600) < 0.8, 0.0, rng.uniform(0.0, 0.1, 600))
     g = calibrate(list(tips), list(gaps), list(doubts), list(alts), rate=0.01)
+    assert "squeeze_min" not in g
     fired = (tips < g["tip_score_min"]) | (gaps < g["gap_ratio_min"]) | (doubts > g["doubt_max"]) | (alts > g["alternation_max"])
     assert fired.mean() <= 0.01
     assert g["tip_score_min"] > 0.7 and g["doubt_max"] < 0.7
+
+
+def test_a_cathode_invented_in_a_missing_layer_is_stopped():
+    """Missing layer: the two anodes close up. A cathode put in that gap makes the count right; without the
+    gate's squeeze the cell passes, with it the frame is ERROR LOW_CONFIDENCE naming that cathode."""
+    f, info = render_debug(72, 0, SimOptions(size=1000, orientation="right"), force_defect="missing_layer")
+    assert f.expected == "NG"
+    a, c = f.anode_tips, f.cathode_tips
+    ay = a[:, 1]
+    j = int(np.argmin(np.diff(ay)))  # the closed-up pair
+    fake = np.array([[float(np.median(c[:, 0])), 0.5 * (ay[j] + ay[j + 1])]])
+    c2 = np.vstack([c, fake])
+    meta = Sidecar(
+        mm_per_px=f.mm_per_px, bit_depth=f.bit_depth, expected="NG", sim={"orientation": "right"},
+        labels=TipLabels(anode_tips=[tuple(p) for p in a], cathode_tips=[tuple(p) for p in c2]),
+    )
+    frame = Frame(frame_id="invented", image=f.image, meta=meta)
+    passed = Inspector(Config(), ScoredOracle(gate={})).inspect(frame, 1).verdict
+    assert passed.result is Result.OK  # the failure the gate exists for
+    v = Inspector(Config(), ScoredOracle(gate={"squeeze_min": 0.8})).inspect(frame, 1).verdict
+    assert v.result is Result.ERROR and v.reasons[0].code is ReasonCode.LOW_CONFIDENCE
+    assert "missing layer" in v.reasons[0].message and v.confidence.squeeze < 0.8

@@ -38,7 +38,7 @@ def _records(dump: Path, results: Path):
 
 def calibrate_gate(dumps: list[tuple[Path, Path]], rate: float = FIRE_RATE) -> dict:
     """Limits from the scores of every frame whose tips are all right, with a scored verdict."""
-    tips, gaps, doubts, alts = [], [], [], []
+    tips, gaps, doubts, alts, squeezes = [], [], [], [], []
     for dump, results in dumps:
         for item, v in _records(dump, results):
             conf = v.get("confidence")
@@ -52,11 +52,13 @@ def calibrate_gate(dumps: list[tuple[Path, Path]], rate: float = FIRE_RATE) -> d
                 gaps.append(float(conf["gap_min"]))
             doubts.append(float(conf.get("doubt_max") or 0.0))
             alts.append(float(conf.get("alternation") or 0.0))
+            if conf.get("squeeze") is not None:
+                squeezes.append(float(conf["squeeze"]))
     if not tips:
         raise ValueError(
             "no frames with every tip right and a confidence in their verdicts: replay with a model first"
         )
-    out = calibrate(tips, gaps, doubts, alts, rate)
+    out = calibrate(tips, gaps, doubts, alts, squeezes, rate)
     out["calibrated_on"] = [str(d) for d, _ in dumps]
     return out
 
@@ -70,9 +72,11 @@ def write_gate(model_or_card: Path, gate: dict) -> Path:
     return p
 
 
-def _fires(conf: dict | None, tip_min, gap_min, doubt_max, alternation_max=None) -> bool:
+def _fires(conf: dict | None, tip_min, gap_min, doubt_max, alternation_max=None, squeeze_min=None) -> bool:
     if not conf:
         return False
+    if squeeze_min is not None and conf.get("squeeze") is not None and conf["squeeze"] < squeeze_min:
+        return True
     if alternation_max is not None and (conf.get("alternation") or 0.0) > alternation_max:
         return True
     if tip_min is not None and conf["tip_min"] < tip_min:
@@ -84,7 +88,7 @@ def _fires(conf: dict | None, tip_min, gap_min, doubt_max, alternation_max=None)
 
 def gate_report(dump: Path, results: Path, gate: dict) -> dict:
     """Per dump: frames, frames with a tip error, how many the gate catches, how many clean frames it stops."""
-    lim = [gate.get(k) for k in ("tip_score_min", "gap_ratio_min", "doubt_max", "alternation_max")]
+    lim = [gate.get(k) for k in ("tip_score_min", "gap_ratio_min", "doubt_max", "alternation_max", "squeeze_min")]
     n = n_err = caught = clean = stopped_clean = good = stopped_good = overkill = escape = n_ng = 0
     for item, v in _records(dump, results):
         ev = evaluate_image(item.frame_id, item.meta.labels.model_dump(), v)
@@ -116,5 +120,5 @@ def gate_report(dump: Path, results: Path, gate: dict) -> dict:
         "overkill_gated": overkill,  # good frames not passed (gate or verdict)
         "escape_gated": escape,  # bad frames passed (the gate did not stop them and the verdict said OK)
         "ng_frames": n_ng,
-        "gate": {k: gate.get(k) for k in ("tip_score_min", "gap_ratio_min", "doubt_max", "alternation_max")},
+        "gate": {k: gate.get(k) for k in ("tip_score_min", "gap_ratio_min", "doubt_max", "alternation_max", "squeeze_min")},
     }
