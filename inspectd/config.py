@@ -30,7 +30,7 @@ class StationConfig(_Strict):
     polarity: Literal["dark_layers", "bright_layers", "auto"] = Field(
         "auto",
         description="dark_layers: raw X-ray transmission (layers dark on a bright beam); bright_layers: the detector "
-        "inverts; auto: dark_layers, and a frame that finds no stack or no readable one is tried inverted",
+        "inverts; auto: dark_layers, and a frame that finds no stack or no tips is tried inverted",
     )
 
 

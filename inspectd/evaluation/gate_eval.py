@@ -52,7 +52,7 @@ def calibrate_gate(dumps: list[tuple[Path, Path]], rate: float = FIRE_RATE) -> d
                 gaps.append(float(conf["gap_min"]))
             doubts.append(float(conf.get("doubt_max") or 0.0))
             alts.append(float(conf.get("alternation") or 0.0))
-            if conf.get("squeeze") is not None:
+            if conf.get("squeeze") is not None and v.get("result") == "OK":  # squeeze gates passing frames only
                 squeezes.append(float(conf["squeeze"]))
     if not tips:
         raise ValueError(
@@ -72,10 +72,10 @@ def write_gate(model_or_card: Path, gate: dict) -> Path:
     return p
 
 
-def _fires(conf: dict | None, tip_min, gap_min, doubt_max, alternation_max=None, squeeze_min=None) -> bool:
+def _fires(conf: dict | None, tip_min, gap_min, doubt_max, alternation_max=None, squeeze_min=None, ok=True) -> bool:
     if not conf:
         return False
-    if squeeze_min is not None and conf.get("squeeze") is not None and conf["squeeze"] < squeeze_min:
+    if ok and squeeze_min is not None and conf.get("squeeze") is not None and conf["squeeze"] < squeeze_min:
         return True
     if alternation_max is not None and (conf.get("alternation") or 0.0) > alternation_max:
         return True
@@ -92,7 +92,7 @@ def gate_report(dump: Path, results: Path, gate: dict) -> dict:
     n = n_err = caught = clean = stopped_clean = good = stopped_good = overkill = escape = n_ng = 0
     for item, v in _records(dump, results):
         ev = evaluate_image(item.frame_id, item.meta.labels.model_dump(), v)
-        fired = _fires(v.get("confidence"), *lim)
+        fired = _fires(v.get("confidence"), *lim, ok=v.get("result") == "OK")
         wrong = item.meta.expected is not None and v.get("result") in ("OK", "NG") and v["result"] != item.meta.expected
         n += 1
         if ev.n_missed or ev.n_false or wrong:

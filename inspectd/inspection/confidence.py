@@ -23,7 +23,9 @@ Three scores, all cheap and all from what the frame already produced:
   the stack over the median of those spacings; the frame's is the smallest.
   Where a cathode is missing the two anodes close up; a cathode the model
   invents in that gap makes the count right and would pass a bad cell (seen
-  once on 159 defective held-out frames). Healthy pairs sit near 1.
+  once on 159 defective held-out frames). Healthy pairs sit near 1. Checked
+  only on a frame that would pass: on an NG frame a squeezed pair is the
+  defect already named (an extra layer, a missing one).
 * alternation: the share of neighbours along the stack that are of the same
   class. A stack alternates anode, cathode, anode; one misplaced layer breaks
   it once or twice (a recipe NG), but tips found on periodic clutter (a
@@ -132,6 +134,7 @@ def gate_reason(
     doubt_max: float | None = None,
     alternation_max: float | None = None,
     squeeze_min: float | None = None,
+    would_pass: bool = True,
 ) -> Reason | None:
     """The LOW_CONFIDENCE reason when a limit is crossed, else None."""
     if conf is None:
@@ -144,7 +147,7 @@ def gate_reason(
             message=f"the tips do not form an alternating stack: {conf.alternation:.0%} of neighbours are of one class "
             f"(limit {alternation_max:.0%})",
         )
-    if squeeze_min is not None and conf.squeeze is not None and conf.squeeze < squeeze_min:
+    if would_pass and squeeze_min is not None and conf.squeeze is not None and conf.squeeze < squeeze_min:
         return Reason(
             code=ReasonCode.LOW_CONFIDENCE,
             index=conf.squeeze_index,

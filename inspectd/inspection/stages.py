@@ -179,7 +179,7 @@ def measure_and_judge(
     if conf is not None:
         fields["confidence"] = conf
         if cfg.gate.enabled and result is not Result.ERROR:
-            low = gate_reason(conf, *limits(cfg.gate, card_gate or {}))
+            low = gate_reason(conf, *limits(cfg.gate, card_gate or {}), would_pass=result is Result.OK)
             if low is not None:
                 result, reasons = Result.ERROR, [low, *reasons]
     return result, reasons, fields
@@ -304,8 +304,9 @@ class Inspector:
         return Inspection(verdict, w.img8, w.corners, w.roi, w.tips, w.raw_tips, times)
 
 
-# ERROR reasons that an inverted frame could turn into a reading (polarity = "auto").
-_RETRY_INVERTED = {ReasonCode.NO_STACK, ReasonCode.NO_TIPS, ReasonCode.LOW_CONFIDENCE}
+# ERROR reasons that an inverted frame could turn into a reading (polarity = "auto"). Not LOW_CONFIDENCE:
+# a frame the gate stopped is a stack read with doubt, and its inverted image must not overrule that.
+_RETRY_INVERTED = {ReasonCode.NO_STACK, ReasonCode.NO_TIPS}
 
 
 def _unreadable(v: Verdict) -> bool:
