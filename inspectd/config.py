@@ -28,7 +28,7 @@ class StationConfig(_Strict):
     mm_per_px: float = Field(0.05, gt=0, le=10, description="pixel pitch at the electrode plane")
     deadline_ms: float = Field(300.0, gt=0, description="acquisition -> verdict deadline")
     polarity: Literal["dark_layers", "bright_layers", "auto"] = Field(
-        "auto",
+        "dark_layers",
         description="dark_layers: raw X-ray transmission (layers dark on a bright beam); bright_layers: the detector "
         "inverts; auto: dark_layers, and a frame that finds no stack or no tips is tried inverted",
     )

@@ -139,3 +139,13 @@ def test_a_cathode_invented_in_a_missing_layer_is_stopped():
     v = Inspector(Config(), ScoredOracle(gate={"squeeze_min": 0.8})).inspect(frame, 1).verdict
     assert v.result is Result.ERROR and v.reasons[0].code is ReasonCode.LOW_CONFIDENCE
     assert "missing layer" in v.reasons[0].message and v.confidence.squeeze < 0.8
+
+
+def test_a_handful_of_tips_is_no_stack():
+    from inspectd.inspection.confidence import MIN_STACK_TIPS, no_plausible_stack
+
+    two = measure(np.array([[10.0, 0.0]]), np.array([[5.0, 5.0]]), (1, 0), 0.02)
+    r = no_plausible_stack(two)
+    assert r is not None and r.code is ReasonCode.NO_STACK and "no plausible stack" in r.message
+    many = measure(np.array([[10.0, 10.0 * k] for k in range(4)]), np.array([[5.0, 10.0 * k + 5] for k in range(3)]), (1, 0), 0.02)
+    assert MIN_STACK_TIPS <= 7 and no_plausible_stack(many) is None

@@ -46,9 +46,24 @@ from inspectd.config import GateConfig
 from inspectd.inspection.measure import Measurement
 from inspectd.verdict import Confidence, Reason, ReasonCode
 
-__all__ = ["assess", "calibrate", "gate_reason", "limits"]
+__all__ = ["MIN_STACK_TIPS", "assess", "calibrate", "gate_reason", "limits", "no_plausible_stack"]
 
 FIRE_RATE = 0.01  # calibration target: share of good held-out frames the gate may stop
+MIN_STACK_TIPS = 6  # fewer tips than this (both classes) is no stack of layers: the smallest real one shows ~30
+
+
+def no_plausible_stack(m: Measurement) -> Reason | None:
+    """NO_STACK for a handful of tips: what the ROI found is a corner of a clamp or a jaw, not a stack
+    (sim `teeth` frame 7: one anode and one cathode on a clamp jaw, read as COUNT_MISMATCH NG)."""
+    n = m.n_anode + m.n_cathode
+    if n == 0 or n >= MIN_STACK_TIPS:
+        return None
+    return Reason(
+        code=ReasonCode.NO_STACK,
+        value=float(n),
+        limit=float(MIN_STACK_TIPS),
+        message=f"only {m.n_anode} anode and {m.n_cathode} cathode tips found: no plausible stack of layers",
+    )
 
 
 def _doubt(m: Measurement, doubt: np.ndarray | None) -> tuple[float, tuple[float, float] | None]:

@@ -21,7 +21,7 @@ from inspectd.imaging.window import to_8bit
 from inspectd.inspection import line_end
 from inspectd.inspection.corner_select import select_tip_corners
 from inspectd.inspection.corners import detect_corners, detect_oriented_corners, refine_subpix
-from inspectd.inspection.confidence import assess, gate_reason, limits
+from inspectd.inspection.confidence import assess, gate_reason, limits, no_plausible_stack
 from inspectd.inspection.correction import correct_tips
 from inspectd.inspection.layer_slope import front_points
 from inspectd.inspection.measure import measure
@@ -179,7 +179,8 @@ def measure_and_judge(
     if conf is not None:
         fields["confidence"] = conf
         if cfg.gate.enabled and result is not Result.ERROR:
-            low = gate_reason(conf, *limits(cfg.gate, card_gate or {}), would_pass=result is Result.OK)
+            lim = limits(cfg.gate, card_gate or {})
+            low = no_plausible_stack(m) or gate_reason(conf, *lim, would_pass=result is Result.OK)
             if low is not None:
                 result, reasons = Result.ERROR, [low, *reasons]
     return result, reasons, fields
