@@ -11,6 +11,7 @@ co.): verify then judges the unit file itself. Needs the `systemd` package
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -69,6 +70,17 @@ def test_systemd_analyze_verify(tmp_path):
     # verify exits 0 on mere warnings (unknown key, bad value "ignoring"): any line naming the unit fails too
     complaints = [ln for ln in text.splitlines() if "inspectd.service" in ln]
     assert p.returncode == 0 and not complaints, text
+
+
+def test_systemd_analyze_security_exposure_is_ok():
+    """`systemd-analyze security` rates the unit's sandbox: 1.7 (OK) on systemd 252; the target is <= 2.0."""
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze not installed (Debian/Ubuntu: apt-get install -y systemd); exposure not rated")
+    p = subprocess.run([exe, "security", "--offline=yes", str(UNIT)], capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", p.stdout + p.stderr)
+    assert m, p.stdout + p.stderr
+    assert float(m.group(1)) <= 2.0, p.stdout
 
 
 def test_unit_says_what_the_daemon_relies_on():
