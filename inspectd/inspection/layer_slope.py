@@ -10,19 +10,23 @@ found. A single angle per frame does not fix it: bent stacks fan out, the
 top layers turn one way and the bottom ones the other.
 
 So each tip is slid back along its own layer to the cathode front, and that
-point's position across the stack orders it. The layer's local direction
-comes from the image's structure tensor (gradients are across the layers),
-smoothed over a window a few layers high and a fraction of the comb long,
-sampled on the strand behind the tip. Where the tensor is not coherent (no
-layer texture) the tip keeps its own row. Cathode tips sit near the front,
-so their key barely moves; the anodes' key is what changes.
+point's position across the stack orders it. Between the cathode front and
+the anode tips only anode strands remain, isolated: each is traced from its
+tip back toward the front in steps of a pitch (each step searching around
+where the course so far predicts the strand), and a line through the traced
+points gives its slope. A robust line through all the strands' slopes
+against their stack position (tilt and fan) replaces a strand that was lost
+or disagrees. Cathode tips sit near the front and move by the fitted slope
+at their row, which is little; the anodes' key is what changes. On the
+labels of the 52 real frames this cut alternation breaks from 118 to 70. (A
+structure-tensor slope was tried first: 68 breaks on the real labels, but
+the wrong sign on a bent simulated stack, seed 71.)
 """
 
 from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from inspectd.imaging.canonical import points_from_canonical, points_to_canonical, to_canonical
@@ -100,7 +104,7 @@ def front_points(img8: np.ndarray, roi: Roi, anode: np.ndarray, cathode: np.ndar
     c = np.asarray(cathode, np.float64).reshape(-1, 2)
     if len(a) < 2 or len(c) < 2:
         return a, c
-    o, shape = roi.orientation, img8.shape
+    o = roi.orientation
     x0, y0, x1, y1 = roi.x0, roi.y0, roi.x1, roi.y1
     crop = np.asarray(img8)[y0:y1, x0:x1]
     if crop.size == 0:
@@ -109,7 +113,6 @@ def front_points(img8: np.ndarray, roi: Roi, anode: np.ndarray, cathode: np.ndar
     ac = points_to_canonical(a - (x0, y0), o, cs)
     cc = points_to_canonical(c - (x0, y0), o, cs)
     front = float(np.median(cc[:, 0]))
-    length = max(4.0, float(np.median(ac[:, 0])) - front)
     ys = np.sort(np.concatenate([ac[:, 1], cc[:, 1]]))
     pitch = float(np.median(np.diff(ys))) if len(ys) > 2 else 4.0
     c8 = to_canonical(crop, o)
