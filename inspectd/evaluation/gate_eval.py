@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from inspectd.config import GateConfig
 from inspectd.evaluation.evaluate import load_verdicts
 from inspectd.evaluation.image_eval import evaluate_image
 from inspectd.frames import FrameReadError, iter_dump
-from inspectd.inspection.confidence import FIRE_RATE, calibrate
+from inspectd.inspection.confidence import FIRE_RATE, calibrate, gate_reason, limits
 from inspectd.tips.card import card_path
+from inspectd.verdict import Confidence
 
 __all__ = ["calibrate_gate", "gate_report", "write_gate"]
 
@@ -72,27 +74,18 @@ def write_gate(model_or_card: Path, gate: dict) -> Path:
     return p
 
 
-def _fires(conf: dict | None, tip_min, gap_min, doubt_max, alternation_max=None, squeeze_min=None, ok=True) -> bool:
-    if not conf:
-        return False
-    if ok and squeeze_min is not None and conf.get("squeeze") is not None and conf["squeeze"] < squeeze_min:
-        return True
-    if alternation_max is not None and (conf.get("alternation") or 0.0) > alternation_max:
-        return True
-    if tip_min is not None and conf["tip_min"] < tip_min:
-        return True
-    if doubt_max is not None and (conf.get("doubt_max") or 0.0) > doubt_max:
-        return True
-    return gap_min is not None and conf.get("gap_min") is not None and conf["gap_min"] < gap_min
+def _fires(conf: dict | None, lim: tuple, would_pass: bool) -> bool:
+    """Whether the daemon's gate (`confidence.gate_reason`) stops a verdict replayed with the gate off."""
+    return bool(conf) and gate_reason(Confidence.model_validate(conf), *lim, would_pass=would_pass) is not None
 
 
 def gate_report(dump: Path, results: Path, gate: dict) -> dict:
     """Per dump: frames, frames with a tip error, how many the gate catches, how many clean frames it stops."""
-    lim = [gate.get(k) for k in ("tip_score_min", "gap_ratio_min", "doubt_max", "alternation_max", "squeeze_min")]
+    lim = limits(GateConfig(), gate)
     n = n_err = caught = clean = stopped_clean = good = stopped_good = overkill = escape = n_ng = 0
     for item, v in _records(dump, results):
         ev = evaluate_image(item.frame_id, item.meta.labels.model_dump(), v)
-        fired = _fires(v.get("confidence"), *lim, ok=v.get("result") == "OK")
+        fired = _fires(v.get("confidence"), lim, would_pass=v.get("result") == "OK")
         wrong = item.meta.expected is not None and v.get("result") in ("OK", "NG") and v["result"] != item.meta.expected
         n += 1
         if ev.n_missed or ev.n_false or wrong:
@@ -120,5 +113,5 @@ def gate_report(dump: Path, results: Path, gate: dict) -> dict:
         "overkill_gated": overkill,  # good frames not passed (gate or verdict)
         "escape_gated": escape,  # bad frames passed (the gate did not stop them and the verdict said OK)
         "ng_frames": n_ng,
-        "gate": {k: gate.get(k) for k in ("tip_score_min", "gap_ratio_min", "doubt_max", "alternation_max", "squeeze_min")},
+        "gate": {k: gate.get(k) for k in GateConfig.model_fields if k != "enabled"},
     }

@@ -8,7 +8,7 @@ gate turns such a frame into ERROR with reason LOW_CONFIDENCE, naming the tip
 or gap and its score against the limit, so the line re-inspects the cell
 instead of passing or scrapping it on a guess.
 
-Three scores, all cheap and all from what the frame already produced:
+Five scores, all cheap and all from what the frame already produced:
 
 * tip: the detector's heatmap peak of every tip (0-1); the frame's is the
   lowest.
@@ -32,8 +32,8 @@ Three scores, all cheap and all from what the frame already produced:
   rack's teeth, a thread) or on a stack the model cannot read break it
   everywhere. No OK or NG can rest on such a sequence.
 
-The limits are calibrated per model on good held-out simulator frames so
-that the gate fires on at most 1 % of them (`calibrate`, `inspectd eval
+The limits are calibrated per model on held-out simulator frames whose tips
+were all right, so that the gate fires on at most 1 % of them (`calibrate`, `inspectd eval
 --calibrate-gate`), stored in the model card's `gate`, and can be set per
 station in `[gate]`.
 """
@@ -142,6 +142,10 @@ def limits(cfg: GateConfig, card_gate: dict) -> tuple[float | None, ...]:
     return pick("tip_score_min"), pick("gap_ratio_min"), pick("doubt_max"), pick("alternation_max"), pick("squeeze_min")
 
 
+def _low(value: float, limit: float, message: str, index: int | None = None) -> Reason:
+    return Reason(code=ReasonCode.LOW_CONFIDENCE, index=index, value=round(value, 4), limit=limit, message=message)
+
+
 def gate_reason(
     conf: Confidence | None,
     tip_min: float | None,
@@ -155,46 +159,41 @@ def gate_reason(
     if conf is None:
         return None
     if alternation_max is not None and conf.alternation is not None and conf.alternation > alternation_max:
-        return Reason(
-            code=ReasonCode.LOW_CONFIDENCE,
-            value=round(conf.alternation, 4),
-            limit=alternation_max,
-            message=f"the tips do not form an alternating stack: {conf.alternation:.0%} of neighbours are of one class "
+        return _low(
+            conf.alternation,
+            alternation_max,
+            f"the tips do not form an alternating stack: {conf.alternation:.0%} of neighbours are of one class "
             f"(limit {alternation_max:.0%})",
         )
     if would_pass and squeeze_min is not None and conf.squeeze is not None and conf.squeeze < squeeze_min:
-        return Reason(
-            code=ReasonCode.LOW_CONFIDENCE,
-            index=conf.squeeze_index,
-            value=round(conf.squeeze, 4),
-            limit=squeeze_min,
-            message=f"cathode {conf.squeeze_index} sits between anodes only {conf.squeeze:.2f} of the usual spacing "
+        return _low(
+            conf.squeeze,
+            squeeze_min,
+            f"cathode {conf.squeeze_index} sits between anodes only {conf.squeeze:.2f} of the usual spacing "
             f"apart (< {squeeze_min:.2f}): a missing layer with a doubtful tip in its gap",
+            conf.squeeze_index,
         )
     if tip_min is not None and conf.tip_min < tip_min:
-        return Reason(
-            code=ReasonCode.LOW_CONFIDENCE,
-            index=conf.tip_min_index,
-            value=round(conf.tip_min, 4),
-            limit=tip_min,
-            message=f"{conf.tip_min_class} tip {conf.tip_min_index}: score {conf.tip_min:.3f} < {tip_min:.3f}",
+        return _low(
+            conf.tip_min,
+            tip_min,
+            f"{conf.tip_min_class} tip {conf.tip_min_index}: score {conf.tip_min:.3f} < {tip_min:.3f}",
+            conf.tip_min_index,
         )
     if gap_min is not None and conf.gap_min is not None and conf.gap_min < gap_min:
-        return Reason(
-            code=ReasonCode.LOW_CONFIDENCE,
-            index=conf.gap_min_index,
-            value=round(conf.gap_min, 4),
-            limit=gap_min,
-            message=f"tips {conf.gap_min_index - 1}-{conf.gap_min_index} along the stack: gap {conf.gap_min:.2f} "
+        return _low(
+            conf.gap_min,
+            gap_min,
+            f"tips {conf.gap_min_index - 1}-{conf.gap_min_index} along the stack: gap {conf.gap_min:.2f} "
             f"of the median < {gap_min:.2f}",
+            conf.gap_min_index,
         )
     if doubt_max is not None and conf.doubt_max is not None and conf.doubt_max > doubt_max:
         x, y = conf.doubt_at or (float("nan"), float("nan"))
-        return Reason(
-            code=ReasonCode.LOW_CONFIDENCE,
-            value=round(conf.doubt_max, 4),
-            limit=doubt_max,
-            message=f"a rejected tip peak at ({x:.0f}, {y:.0f}) scores {conf.doubt_max:.3f} > {doubt_max:.3f}: "
+        return _low(
+            conf.doubt_max,
+            doubt_max,
+            f"a rejected tip peak at ({x:.0f}, {y:.0f}) scores {conf.doubt_max:.3f} > {doubt_max:.3f}: "
             "a tip may be missing or doubtful",
         )
     return None
