@@ -59,9 +59,7 @@ class SimOptions:
             raise ValueError(f"orientation must be 'any' or one of {ORIENTATIONS}, got {self.orientation!r}")
         if self.mm_per_px is not None and not (self.mm_per_px > 0):
             raise ValueError(f"mm_per_px must be > 0, got {self.mm_per_px}")
-        unknown = set(self.families) - set(variety.FAMILIES)
-        if unknown:
-            raise ValueError(f"unknown simulator families {sorted(unknown)}; choose from {variety.FAMILIES}")
+        variety.check_families(self.families)
         if not (0.0 <= float(self.family_rate) <= 1.0):
             raise ValueError(f"family_rate must be in [0, 1], got {self.family_rate}")
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from inspectd.sim.scene import Scene
 
-__all__ = ["FAMILIES", "Variety", "apply_shapes", "parse_families", "sample_variety"]
+__all__ = ["FAMILIES", "Variety", "apply_shapes", "check_families", "parse_families", "sample_variety"]
 
 FAMILIES = (
     "tail",  # long faint anode tails (slow taper, high exponent)
@@ -49,22 +49,24 @@ FAMILIES = (
 )
 
 
+def check_families(families) -> tuple[str, ...]:
+    """`families` as a tuple; ValueError naming any that is not in FAMILIES."""
+    fams = tuple(families)
+    bad = set(fams) - set(FAMILIES)
+    if bad:
+        raise ValueError(f"unknown simulator families {sorted(bad)}; choose from {', '.join(FAMILIES)}")
+    return fams
+
+
 def parse_families(spec: str) -> tuple[str, ...]:
     """'' -> (), 'all' -> every family, 'all-tail,teeth' -> all but those, 'tail,teeth' -> those."""
     spec = spec.strip()
     if not spec:
         return ()
     if spec == "all" or spec.startswith("all-"):
-        drop = {f.strip() for f in spec[4:].split(",") if f.strip()}
-        bad = drop - set(FAMILIES)
-        if bad:
-            raise ValueError(f"unknown simulator families {sorted(bad)}; choose from {', '.join(FAMILIES)}")
+        drop = set(check_families(f.strip() for f in spec[4:].split(",") if f.strip()))
         return tuple(f for f in FAMILIES if f not in drop)
-    fams = tuple(f.strip() for f in spec.split(",") if f.strip())
-    bad = set(fams) - set(FAMILIES)
-    if bad:
-        raise ValueError(f"unknown simulator families {sorted(bad)}; choose from {', '.join(FAMILIES)}")
-    return fams
+    return check_families(f.strip() for f in spec.split(",") if f.strip())
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,7 @@ def _u(rng, lo, hi):
 
 def sample_variety(rng: np.random.Generator, families: tuple[str, ...], rate: float) -> Variety:
     """Which families this frame shows and their parameters; same draws whatever `families` allows."""
-    unknown = set(families) - set(FAMILIES)
-    if unknown:
-        raise ValueError(f"unknown simulator families {sorted(unknown)}; choose from {FAMILIES}")
+    families = check_families(families)
     coin = rng.random(len(FAMILIES))
     p = {
         "tail": {"q": (2.0, 3.5), "taper": _u(rng, 40.0, 130.0), "fade": _u(rng, 0.5, 1.0), "seed": int(rng.integers(2**31))},
