@@ -236,8 +236,7 @@ def _refine(w: _Work, cfg: Config, det: TipDetector) -> None:
 
 def _measure(w: _Work, cfg: Config, det: TipDetector) -> None:
     mm_per_px = w.frame.meta.mm_per_px or cfg.station.mm_per_px
-    card_gate = getattr(det, "gate", None) or {}
-    w.result, w.reasons, w.fields = measure_and_judge(w.tips, w.roi, mm_per_px, cfg, w.img8, card_gate)
+    w.result, w.reasons, w.fields = measure_and_judge(w.tips, w.roi, mm_per_px, cfg, w.img8, getattr(det, "gate", None))
 
 
 # The chain, in order; tests/test_inspector.py checks every field a stage reads is filled before it.

@@ -77,8 +77,8 @@ class HrnetDetector:
 
     @property
     def gate(self) -> dict:
-        """The card's calibrated confidence-gate limits (`tip_score_min`, `gap_ratio_min`), {} if none."""
-        return dict(getattr(self.card, "gate", None) or {})
+        """The card's calibrated confidence-gate limits (inspection/confidence.py `limits`), {} if none."""
+        return dict(self.card.gate)
 
 
 def load_detector(engine_cfg, *, warmup: bool = True) -> HrnetDetector:
