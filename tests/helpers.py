@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from inspectd.sources import EndOfStream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,3 +32,13 @@ def read_all(src, limit: int = 50, timeout: float = 1.0) -> list:
     except EndOfStream:
         pass
     return out
+
+
+def bilinear(img: np.ndarray, x: float, y: float) -> float:
+    """Grey value at (x, y) by bilinear interpolation of the four pixels around it."""
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - x0, y - y0
+    p = img[y0 : y0 + 2, x0 : x0 + 2].astype(np.float64)
+    return float(
+        p[0, 0] * (1 - fx) * (1 - fy) + p[0, 1] * fx * (1 - fy) + p[1, 0] * (1 - fx) * fy + p[1, 1] * fx * fy
+    )

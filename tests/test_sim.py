@@ -8,18 +8,10 @@ import pytest
 from inspectd.config import RecipeConfig
 from inspectd.sim import DEFECT_KINDS, ORIENTATIONS, SimFrame, SimOptions, render_frame
 from inspectd.sim.render import render_debug, transform_points
+from helpers import bilinear
 
 S = 1000
 RECIPE = RecipeConfig()
-
-
-def _bilinear(img: np.ndarray, x: float, y: float) -> float:
-    x0, y0 = int(np.floor(x)), int(np.floor(y))
-    fx, fy = x - x0, y - y0
-    p = img[y0 : y0 + 2, x0 : x0 + 2].astype(np.float64)
-    return float(
-        p[0, 0] * (1 - fx) * (1 - fy) + p[0, 1] * fx * (1 - fy) + p[1, 0] * (1 - fx) * fy + p[1, 1] * fx * fy
-    )
 
 
 def _sequence(f: SimFrame) -> list[str]:
@@ -92,8 +84,8 @@ def test_labels_sit_on_tips():
             img = f.image.astype(np.float64)
             for pts in (f.anode_tips, f.cathode_tips):
                 for x, y in pts:
-                    inside = _bilinear(img, x - k, y)
-                    beyond = _bilinear(img, x + k, y)
+                    inside = bilinear(img, x - k, y)
+                    beyond = bilinear(img, x + k, y)
                     assert inside < beyond - 0.02 * (img.max() - img.min()), (i, defect, x, y, inside, beyond)
                     n_checked += 1
     assert n_checked > 500

@@ -15,15 +15,9 @@ from inspectd.sim import SimOptions, render_frame
 from inspectd.sim.render import render_debug
 from inspectd.sim.scene import anode_profile
 from inspectd.sim.variety import FAMILIES, parse_families
+from helpers import bilinear
 
 S = 1000
-
-
-def _bilinear(img: np.ndarray, x: float, y: float) -> float:
-    x0, y0 = int(np.floor(x)), int(np.floor(y))
-    fx, fy = x - x0, y - y0
-    p = img[y0 : y0 + 2, x0 : x0 + 2].astype(np.float64)
-    return float(p[0, 0] * (1 - fx) * (1 - fy) + p[0, 1] * fx * (1 - fy) + p[1, 0] * (1 - fx) * fy + p[1, 1] * fx * fy)
 
 
 def test_families_allowed_but_never_drawn_leave_the_base_frame_unchanged():
@@ -65,7 +59,7 @@ def test_new_tip_shapes_keep_labels_on_the_tips(family):
         img = f.image.astype(np.float64)
         k = 3.0
         for x, y in np.vstack([f.anode_tips, f.cathode_tips]):
-            inside, beyond = _bilinear(img, x - k, y), _bilinear(img, x + k, y)
+            inside, beyond = bilinear(img, x - k, y), bilinear(img, x + k, y)
             assert inside < beyond - 0.01 * (img.max() - img.min()), (family, i, x, y)
             n += 1
         for ly in info["scene"].layers:

@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_daemon import Daemon, pid_alive, shm_segments  # noqa: E402
+from test_daemon import Daemon, pid_alive, shm_segments
 
 pytestmark = pytest.mark.soak
 REPO = Path(__file__).resolve().parents[1]
