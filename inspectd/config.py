@@ -156,6 +156,9 @@ class PublishConfig(_Strict):
     # after a restart (~4 ms per verdict here; NORMAL ~0.5 ms). docs/publish.md.
     journal_sync: Literal["FULL", "NORMAL"] = "FULL"
     journal_keep_days: float | None = Field(90.0, gt=0, description="delete journal rows older than this; seq keeps counting")
+    journal_min_free_mb: float = Field(
+        64.0, ge=0, description="take no frames while the journal's filesystem has less free (0: no check)"
+    )
     sndhwm: int = Field(10000, ge=1, description="PUB high-water mark: a slow subscriber loses messages, never blocks us")
     # CURVE (optional; for anything bound beyond loopback): the server's secret key
     # file (zmq.auth format) and a directory of authorised client public keys.

@@ -173,6 +173,16 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.acquisition_paused = Gauge(
+            "inspectd_acquisition_paused",
+            "1 while the daemon takes no frames because it could not account for them (journal space)",
+            registry=r,
+        )
+        self.interrupted = Counter(
+            "inspectd_interrupted_frames",
+            "frames a previous run acquired but never gave a verdict, published as ERROR INTERRUPTED at start",
+            registry=r,
+        )
         self.recipe_reloads = Counter("inspectd_recipe_reloads", "SIGHUP recipe reloads", ["outcome"], registry=r)
         for res in ("OK", "NG", "ERROR", "TIMEOUT"):
             self.verdicts.labels(result=res)

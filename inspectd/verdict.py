@@ -38,6 +38,7 @@ class ReasonCode(StrEnum):
     DETECTION_UNAVAILABLE = "DETECTION_UNAVAILABLE"  # no tip detector configured/loaded
     LOW_CONFIDENCE = "LOW_CONFIDENCE"  # the weakest tip or gap is below the calibrated limit: no OK/NG it can back
     INTERNAL = "INTERNAL"  # a stage failed on this frame (message says which)
+    INTERRUPTED = "INTERRUPTED"  # acquired, then the daemon was killed before its verdict: published at the next start
     NO_FRAME = "NO_FRAME"  # a trigger without a frame
     DEADLINE = "DEADLINE"  # TIMEOUT reason
 

@@ -27,6 +27,7 @@ from inspectd.publish import (
     QueryError,
     generate_keys,
 )
+from inspectd.publish.journal import JournalError
 from inspectd.publish.watch import watch
 from inspectd.verdict import Verdict
 
@@ -165,6 +166,36 @@ def test_journal_seq_per_station_and_reads(tmp_path):
         assert r.journal_id == jid and r.last_seq(STATION) == 2
         with pytest.raises(sqlite3.OperationalError):
             r._db.execute("DELETE FROM verdicts")
+
+
+def test_journal_accounts_for_acquired_frames_until_their_verdict(tmp_path):
+    """A frame is journaled when acquired; its verdict's commit closes the row, in one transaction."""
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        a = j.record_acquired(STATION, "f000001", "P1", 111, "replay:x")
+        b = j.record_acquired(STATION, "f000002", None, 222, "replay:x")
+        j.record_acquired("L2-S1", "other", None, 333, "sim")
+        assert [r["frame_id"] for r in j.unfinished(STATION)] == ["f000001", "f000002"]
+        j.append(mk(1), acquired_id=a)
+        assert [(r["id"], r["frame_id"], r["part_id"], r["t_acquired_ns"]) for r in j.unfinished(STATION)] == [
+            (b, "f000002", None, 222)
+        ]
+        assert j.last_frame_id(STATION) == "f000001"
+        j.append(mk(2).model_copy(update={"frame_id": ""}))  # a NO_FRAME verdict is about no frame
+        assert j.last_frame_id(STATION) == "f000001"
+        # a verdict that cannot be committed leaves its frame owed
+        with pytest.raises(JournalError):
+            j.append(mk(3).model_copy(update={"seq": 0, "station": None}), acquired_id=b)  # type: ignore[arg-type]
+        assert [r["id"] for r in j.unfinished(STATION)] == [b]
+    # a version-1 journal (no acquired table) gets the table when opened by this version
+    with sqlite3.connect(tmp_path / "old.sqlite") as db:
+        db.executescript(
+            "CREATE TABLE verdicts (id INTEGER PRIMARY KEY, station TEXT NOT NULL, seq INTEGER NOT NULL, "
+            "frame_id TEXT NOT NULL, part_id TEXT, result TEXT NOT NULL, t_acquired_ns INTEGER NOT NULL, "
+            "t_published_ns INTEGER NOT NULL, json TEXT NOT NULL, UNIQUE (station, seq)); PRAGMA user_version=1;"
+        )
+    with Journal(tmp_path / "old.sqlite") as j:
+        assert j.unfinished(STATION) == [] and j._db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 # ----------------------------------------------------------------------------- publishing

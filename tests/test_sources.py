@@ -91,6 +91,25 @@ def test_replay_stamp_file_keeps_the_sidecar_time(dump):
     assert f.meta.t_acquired_ns == 1_000
 
 
+def test_replay_resumes_after_the_journals_last_frame_unless_told_to_start_over(dump):
+    """After a restart a replay used to play the dump from frame 0 again (18 frames published twice)."""
+    src = open_source(f"replay:{dump}?fps=0")
+    src.open()
+    assert src.resume_after("f1b") == 3
+    assert [i.frame_id for i in read_all(src, limit=10, timeout=0.5)] == ["f2", "f3"]
+    src.open()
+    assert src.resume_after("not-in-this-dump") is None
+    assert read_all(src, limit=1, timeout=0.5)[0].frame_id == "f0"
+    src.open()
+    assert src.resume_after("f3") == 5 and read_all(src, limit=10, timeout=0.5) == []  # all played: ends at once
+    looped = open_source(f"replay:{dump}?fps=0&loop=1")
+    looped.open()
+    assert looped.resume_after("f3") == 0 and read_all(looped, limit=1, timeout=0.5)[0].frame_id == "f0"
+    again = open_source(f"replay:{dump}?fps=0&resume=0")
+    again.open()
+    assert again.resume_after("f1b") is None and read_all(again, limit=1, timeout=0.5)[0].frame_id == "f0"
+
+
 def test_replay_paces_on_a_monotonic_schedule_and_loops(dump):
     src = open_source(f"replay:{dump}?fps=20&loop=1")
     src.open()

@@ -8,6 +8,15 @@ overload policy lives here too: with ``block`` the thread takes a slot and
 backlog room before reading (the source waits, nothing times out in a
 queue); with ``timeout`` a frame that finds no free slot is handed over
 uninspected and becomes a TIMEOUT.
+
+Every frame is accounted for before anything else happens to it: `account`
+journals it as acquired (the daemon's `Publisher.record_acquired`), so a kill
+-9 after this point leaves a row the next start publishes as ERROR
+INTERRUPTED. If that journal write fails the thread stops taking frames at
+once (JOURNAL_FAILED). `hold` is asked before every read: while it names a
+reason (the journal's filesystem below its reserve) no frame is taken
+(PAUSED ... RESUMED), and a source that can (`pause()`/`resume()`, a camera)
+is told to stop sending.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from inspectd.sources import EndOfStream, FrameSource
 __all__ = ["Acquired", "Acquisition", "Kind"]
 
 READ_TIMEOUT_S = 0.2  # source.read() bound: how fast the thread sees a stop
+HOLD_POLL_S = 0.25  # while held, how often `hold` is asked again
 AGE_LIMIT_S = 10.0  # a source timestamp older than this is another clock: count from reception
 
 
@@ -41,6 +51,9 @@ class Kind(StrEnum):
     EOS = "eos"  # the source ended
     STOPPED = "stopped"  # stop requested (or stop_after reached)
     FAILED = "failed"  # a bug in the thread: the daemon fails
+    JOURNAL_FAILED = "journal_failed"  # the frame could not be journaled as acquired: the thread has stopped
+    PAUSED = "paused"  # `hold` named a reason: no frames are taken until RESUMED
+    RESUMED = "resumed"
 
 
 @dataclass(slots=True)
@@ -70,10 +83,15 @@ class Acquisition:
         stop_after: int | None,
         capacity: Callable[[], int],
         wake: Callable[[], None],
+        account: Callable[[Entry], None] | None = None,
+        hold: Callable[[], str | None] | None = None,
     ):
         self.source, self.ring = source, ring
         self.deadline_s, self.block, self.stop_after = deadline_s, block, stop_after
         self._capacity, self._wake = capacity, wake
+        self._account = account
+        self._hold = hold
+        self._paused: str | None = None
         self._records: queue.SimpleQueue[Acquired] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._cap = threading.Condition()  # "block" policy: backlog room
@@ -141,6 +159,9 @@ class Acquisition:
                 if self.stop_after is not None and n >= self.stop_after:
                     self._records.put(Acquired(Kind.STOPPED, message=f"stop_after={self.stop_after} frames"))
                     return
+                if self._held():
+                    self._stop.wait(HOLD_POLL_S)
+                    continue
                 slot = None
                 if self.block:  # take the slot (and backlog room) first: the source waits, nothing times out
                     with self._cap:
@@ -168,7 +189,8 @@ class Acquisition:
                     if slot is not None:
                         self.ring.release(slot)
                     continue
-                self._admit(item, n, slot)
+                if not self._admit(item, n, slot):
+                    return  # JOURNAL_FAILED handed over: take no more frames
                 n += 1
             self._records.put(Acquired(Kind.STOPPED, message="stop requested"))
         except Exception as e:  # a bug here must not leave the loop waiting for acquisition forever
@@ -176,7 +198,21 @@ class Acquisition:
         finally:
             self._wake()
 
-    def _admit(self, item: Frame | FrameReadError, acq: int, slot: int | None) -> None:
+    def _held(self) -> bool:
+        """Ask `hold` whether frames may be taken; hand over PAUSED / RESUMED when that changes."""
+        reason = self._hold() if self._hold is not None else None
+        if reason and self._paused is None:
+            self._paused = reason
+            _tell(self.source, "pause")
+            self._put(Acquired(Kind.PAUSED, message=reason))
+        elif not reason and self._paused is not None:
+            self._paused = None
+            _tell(self.source, "resume")
+            self._put(Acquired(Kind.RESUMED))
+        return self._paused is not None
+
+    def _admit(self, item: Frame | FrameReadError, acq: int, slot: int | None) -> bool:
+        """Hand the frame over (in its slot, or why not); False if it could not be journaled."""
         t_recv = time.monotonic()
         now_ns = time.time_ns()
         meta = getattr(item, "meta", None)
@@ -193,25 +229,45 @@ class Acquisition:
             deadline=t_recv - age + self.deadline_s,
             t_host_ns=now_ns - int(age * 1e9),
         )
+        if self._account is not None:
+            try:
+                self._account(e)
+            except Exception as err:
+                if slot is not None:
+                    self.ring.release(slot)
+                _tell(self.source, "pause")
+                self._put(Acquired(Kind.JOURNAL_FAILED, e, str(err)))
+                return False
         if isinstance(item, FrameReadError):
             if slot is not None:
                 self.ring.release(slot)
             self._put(Acquired(Kind.UNREADABLE, e, item.message))
-            return
+            return True
         if slot is None:
             slot = self.ring.acquire(acq, timeout=0.0)
             if slot is None:
                 self._put(Acquired(Kind.OVERLOAD, e))
-                return
+                return True
         try:
             e.ref = self.ring.write(slot, item.image)
         except FrameTooLarge as err:
             self.ring.release(slot)
             self._put(Acquired(Kind.TOO_LARGE, e, str(err)))
-            return
+            return True
         e.meta_json = item.meta.model_dump_json(by_alias=True, exclude_none=True)
         e.source_ms = (age + time.monotonic() - t_recv) * 1000.0
         e.t_recv = time.monotonic()
         with self._cap:
             self._backlog += 1
         self._put(Acquired(Kind.FRAME, e))
+        return True
+
+
+def _tell(source: FrameSource, what: str) -> None:
+    """Call the source's optional `pause()` / `resume()` (a camera stops sending); a failure there is not ours."""
+    fn = getattr(source, what, None)
+    if callable(fn):
+        try:
+            fn()
+        except Exception:  # the frames are not taken either way
+            pass

@@ -59,11 +59,11 @@ from inspectd.pipeline.ng_archiver import NgArchiver
 from inspectd.pipeline.ordering import Ordering
 from inspectd.pipeline.shm_ring import FrameRing
 from inspectd.pipeline.signals import Signals
-from inspectd.pipeline import startup
+from inspectd.pipeline import recovery, startup
 from inspectd.pipeline.startup import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from inspectd.pipeline.supervisor import WorkerPool, WorkerState
 from inspectd.pipeline.workers import default_detector_factory
-from inspectd.publish.publisher import Publisher
+from inspectd.publish.publisher import Publisher, PublishError
 from inspectd.publish.sockets import PlaintextBeyondLoopback
 from inspectd.sources import FrameSource, SourceError, open_source, parse_source_uri
 
@@ -123,6 +123,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
         self.phase = Phase.STARTING
         self.drain_reason = ""
         self.fatal_msg: str | None = None
+        self.acq_paused: str | None = None  # why no frames are being taken (journal space), while so
         self.acquisition: Acquisition | None = None  # started once the workers are warm
         self._acq_done = False
         self._source_ended = False
@@ -194,6 +195,12 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
             startup.open_source(self.source, self.ring, self.log)
         except startup.StartupFailed as e:
             return e.exit_code
+        try:  # frames the last run took and never answered go out first, then a replay resumes after them
+            recovery.publish_interrupted(self.publisher, self.station, self.metrics, self.log)
+        except PublishError as e:
+            self.log.error("interrupted_publish_failed", msg=str(e))
+            return EXIT_FAILED
+        recovery.resume_source(self.source, self.publisher, self.log)
         if self.config_path is not None:
             try:  # what the file said at start: a reload reports the sections it cannot apply live
                 self._reload_file_cfg = load_config(self.config_path)
@@ -231,12 +238,18 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
             stop_after=self.stop_after,
             capacity=lambda: len(self.pool.ready()),
             wake=self._wake,
+            account=self._account,
+            hold=self.publisher.journal_space_problem,
         )
         self.acquisition.start()
         ready = len(self.pool.ready())
         status = f"running: {ready}/{self.pool.n} workers, source {self.source.name}"
         self.sd.ready(status)
         self.log.info("daemon_ready", workers_ready=ready, model=self.model_name, source=self.source.name)
+
+    def _account(self, e: Entry) -> None:
+        """Journal a frame as acquired (the acquisition thread, before the frame is inspected)."""
+        e.acquired_id = self.publisher.record_acquired(e.frame_id, e.part_id, e.t_acq_ns, self.source.name)
 
     def _teardown(self) -> None:
         if self.acquisition is not None:
@@ -342,8 +355,15 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
             self._acq_done = True
 
     def fail(self, msg: str, publishable: bool = True) -> None:
-        """Stop with exit 1: every frame still owed gets ERROR INTERNAL naming the failure (if publishable)."""
+        """Stop with exit 1: every frame still owed gets ERROR INTERNAL naming the failure (if publishable).
+
+        A second call can only make it final: `publishable=False` (the publisher itself has failed for
+        a while) ends the drain even when an earlier failure started it.
+        """
         if self.fatal_msg is not None:
+            if not publishable and self.phase != Phase.DONE:
+                self.log.critical("daemon_failed", msg=msg, first=self.fatal_msg)
+                self.phase = Phase.DONE
             return
         self.fatal_msg = msg
         self.exit_code = EXIT_FAILED

@@ -47,6 +47,18 @@ class Dispatching:
                     self.log.info("acquisition_stopped", reason=rec.message, frames=self.acquired)
                     self.begin_drain(rec.message)
                 continue
+            if rec.kind == Kind.PAUSED:
+                self.acq_paused = rec.message
+                self.metrics.acquisition_paused.set(1)
+                self.publisher.set_health(state="paused", acquisition_paused=rec.message)
+                self.log.error("acquisition_paused", msg=rec.message, frames=self.acquired)
+                continue
+            if rec.kind == Kind.RESUMED:
+                self.log.warning("acquisition_resumed", paused_for=self.acq_paused, frames=self.acquired)
+                self.acq_paused = None
+                self.metrics.acquisition_paused.set(0)
+                self.publisher.set_health(acquisition_paused=None)
+                continue
             if rec.kind == Kind.SOURCE_ERROR:
                 self.metrics.source_errors.inc()
                 self.log.error("source_error", msg=rec.message, source=self.source.name)
@@ -56,7 +68,13 @@ class Dispatching:
             self.acquired += 1
             self.entries[e.acq] = e
             self.metrics.frames_in.inc()
-            if rec.kind == Kind.FRAME:
+            if rec.kind == Kind.JOURNAL_FAILED:
+                self._acq_done = True  # the thread took no frame after this one
+                msg = f"frame could not be journaled as acquired, acquisition stopped: {rec.message}"
+                self.log.critical("frame_not_journaled", frame_id=e.frame_id, msg=rec.message)
+                self._resolve(e, self._internal(e, msg))
+                self.fail(msg)
+            elif rec.kind == Kind.FRAME:
                 self.pending.append(e.acq)
                 if self.fatal_msg is not None:
                     self._resolve(e, self._internal(e, f"daemon stopping: {self.fatal_msg}"))

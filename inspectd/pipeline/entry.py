@@ -55,6 +55,7 @@ class Entry:
     source_ms: float = 0.0  # acquisition stamp -> frame written to its slot
     t_host_ns: int = 0  # acquisition on the host clock (trigger matching)
     trigger_checked: bool = False  # matched against the PLC triggers (once, just before publishing)
+    acquired_id: int | None = None  # its journal row "acquired, verdict owed" (closed by the verdict's commit)
 
     def timing(self, now: float) -> dict | None:
         """Where the latency went, ms: source (acquisition stamp -> frame in its ring slot: read,

@@ -39,6 +39,8 @@ class Housekeeping:
         ready = len(self.pool.ready())
         m.workers_alive.set(ready)
         state = "idle" if self._source_ended and self.phase == Phase.RUNNING else self.phase.value
+        if self.acq_paused is not None and self.phase == Phase.RUNNING:
+            state = "paused"  # taking no frames: `acquisition_paused` says why
         with contextlib.suppress(Exception):
             self.publisher.set_health(
                 state=state,
@@ -54,6 +56,7 @@ class Housekeeping:
                 source_health=self._source_health(),
                 deadline_ms=self.cfg.station.deadline_ms,
                 trigger_health=self._trigger_health(),
+                acquisition_paused=self.acq_paused,
             )
         if self.phase == Phase.RUNNING and self.sd.enabled:
             self.sd.status(

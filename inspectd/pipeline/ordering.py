@@ -89,7 +89,7 @@ class Ordering:
                 self.identity.identify(e, self.publisher.last_seq + 1)
                 if not self._publish_no_frame_owed():
                     return
-            v = self._try_publish(e.verdict, e.frame_id)
+            v = self._try_publish(e.verdict, e.frame_id, e.acquired_id)
             if v is None:
                 return
             e.published_seq = v.seq
@@ -105,12 +105,12 @@ class Ordering:
                 self._record_late(e, e.late)
             self._forget_if_done(e)
 
-    def _try_publish(self, verdict: Verdict, frame_id: str) -> Verdict | None:
-        """Publish (journal + wire): the verdict with its seq, or None while the publisher fails (retried next
-        pass, fatal after a while)."""
+    def _try_publish(self, verdict: Verdict, frame_id: str, acquired_id: int | None = None) -> Verdict | None:
+        """Publish (journal + wire, closing the frame's acquired row): the verdict with its seq, or None while
+        the publisher fails (retried next pass, fatal after a while)."""
 
         try:
-            published = self.publisher.publish(verdict)
+            published = self.publisher.publish(verdict, acquired_id)
         except PublishError as err:
             now = time.monotonic()
             if self._publish_failing_since is None:

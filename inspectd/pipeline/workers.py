@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +98,20 @@ def _warmup(inspector) -> None:
     Inspector(inspector.cfg, LabelOracle()).inspect(frame, 0)
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the daemon dies (kill -9 included), so no orphan holds a model and a
+    frame; the next start must find the machine as a fresh one would. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl: nobody will read our results
+        os._exit(0)
+
+
 def worker_main(spec: WorkerSpec, conn) -> None:
     """Entry point of a worker process."""
     # The parent decides when workers stop: a terminal's Ctrl-C or systemd's SIGTERM to the
@@ -104,6 +119,7 @@ def worker_main(spec: WorkerSpec, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _die_with_parent()
 
     configure_logging(spec.log_level, spec.log_json)
     log = get_logger(proc=f"worker-{spec.wid}", pid=os.getpid())

@@ -23,6 +23,12 @@ Tables
                pruning old verdicts with `prune`).
 ``meta``       ``journal_id`` (random, made once per file: lets a subscriber
                tell "the daemon restarted on another journal" from a gap).
+``acquired``   one row per frame acquired and not yet given its verdict: written
+               (committed) when the frame is taken from the source, before it
+               is inspected, and deleted in the same transaction that commits
+               its verdict.  Rows left after a crash are the frames the crash
+               interrupted: the next start publishes them as ERROR INTERRUPTED
+               before any new frame (`unfinished`).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from typing import Literal
 
 from inspectd.verdict import Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the acquired table (a version-1 file gets it on open)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
@@ -68,6 +74,15 @@ CREATE INDEX IF NOT EXISTS late_by_seq ON late (station, published_seq);
 CREATE INDEX IF NOT EXISTS verdicts_by_time ON verdicts (t_published_ns);
 CREATE TABLE IF NOT EXISTS seqs (station TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acquired (
+    id INTEGER PRIMARY KEY,
+    station TEXT NOT NULL,
+    frame_id TEXT NOT NULL,
+    part_id TEXT,
+    t_acquired_ns INTEGER NOT NULL,
+    t_journaled_ns INTEGER NOT NULL,
+    source TEXT NOT NULL
+);
 """
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
@@ -164,12 +179,17 @@ class Journal:
         """The seq the next verdict of `station` will get (1 for an empty journal)."""
         return self.last_seq(station) + 1
 
-    def append(self, verdict: Verdict) -> Verdict:
+    def append(self, verdict: Verdict, acquired_id: int | None = None) -> Verdict:
         """Assign the station's next seq and commit the verdict; returns it with its seq."""
-        return self.append_json(verdict)[0]
+        return self.append_json(verdict, acquired_id)[0]
 
-    def append_json(self, verdict: Verdict) -> tuple[Verdict, str]:
-        """`append`, also returning the exact JSON committed (what goes on the wire)."""
+    def append_json(self, verdict: Verdict, acquired_id: int | None = None) -> tuple[Verdict, str]:
+        """`append`, also returning the exact JSON committed (what goes on the wire).
+
+        `acquired_id`: the frame's row from `record_acquired`, deleted in the
+        same transaction, so a frame is always either acquired-and-owed or
+        published, never neither.
+        """
         with self._lock:
             try:
                 with self._tx() as db:
@@ -195,9 +215,51 @@ class Journal:
                         "ON CONFLICT(station) DO UPDATE SET last_seq=excluded.last_seq",
                         (v.station, v.seq),
                     )
+                    if acquired_id is not None:
+                        db.execute("DELETE FROM acquired WHERE id=?", (int(acquired_id),))
             except sqlite3.Error as e:
                 raise JournalError(f"journal {self.path}: cannot append verdict of {verdict.frame_id!r}: {e}") from e
         return v, text
+
+    def record_acquired(
+        self, station: str, frame_id: str, part_id: str | None, t_acquired_ns: int, source: str
+    ) -> int:
+        """Commit "this frame was taken from the source and is owed a verdict"; returns the row id.
+
+        Called when the frame is acquired, before it is inspected; its verdict's
+        `append_json(..., acquired_id=row)` deletes the row.
+        """
+        with self._lock:
+            try:
+                with self._tx() as db:
+                    cur = db.execute(
+                        "INSERT INTO acquired(station, frame_id, part_id, t_acquired_ns, t_journaled_ns, source) "
+                        "VALUES (?,?,?,?,?,?)",
+                        (station, frame_id, part_id, int(t_acquired_ns), time.time_ns(), source),
+                    )
+                    return int(cur.lastrowid)
+            except sqlite3.Error as e:
+                raise JournalError(f"journal {self.path}: cannot record acquired frame {frame_id!r}: {e}") from e
+
+    def unfinished(self, station: str) -> list[dict]:
+        """Frames acquired without a verdict (a crash came between), in acquisition order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, frame_id, part_id, t_acquired_ns, t_journaled_ns, source FROM acquired "
+                "WHERE station=? ORDER BY id",
+                (station,),
+            ).fetchall()
+        keys = ("id", "frame_id", "part_id", "t_acquired_ns", "t_journaled_ns", "source")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def last_frame_id(self, station: str) -> str | None:
+        """frame_id of the station's last verdict about a frame (NO_FRAME verdicts have none), or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT frame_id FROM verdicts WHERE station=? AND frame_id != '' ORDER BY seq DESC LIMIT 1",
+                (station,),
+            ).fetchone()
+        return row[0] if row else None
 
     def append_late(self, verdict: Verdict, published_seq: int, t_received_ns: int | None = None) -> int:
         """Journal a result that came after its frame was published (as TIMEOUT) under `published_seq`.

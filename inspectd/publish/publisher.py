@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import queue
 import threading
 import time
@@ -235,9 +236,55 @@ class Publisher:
 
     # ------------------------------------------------------------------ publishing
 
-    def publish(self, verdict: Verdict) -> Verdict:
+    def record_acquired(self, frame_id: str, part_id: str | None, t_acquired_ns: int, source: str) -> int:
+        """Journal a frame the moment it is acquired (before inspection); returns the row its verdict closes.
+
+        Raises PublishError when the journal cannot take it: the caller must
+        stop taking frames (one it cannot account for must not be inspected).
+        """
+        if self._state != "running":
+            raise PublishError(f"record_acquired() on a publisher that is {self._state} (frame {frame_id!r})")
+        try:
+            return self._journal.record_acquired(self.station, frame_id, part_id, t_acquired_ns, source)
+        except JournalError as e:
+            self._metrics.error("journal")
+            self._log.error("journal_acquired_failed", frame_id=frame_id, error=str(e))
+            raise PublishError(str(e)) from e
+
+    def journal_space_problem(self) -> str | None:
+        """Why no frame should be taken now: the journal's filesystem below `journal_min_free_mb`, or None.
+
+        Asked before every frame (a statvfs, microseconds): frames are refused
+        while the journal could still record the verdicts of those in flight,
+        instead of being taken and then lost with a full disk.
+        """
+        need = self.cfg.journal_min_free_mb
+        if need <= 0:
+            return None
+        try:
+            st = os.statvfs(Path(self.cfg.journal).parent)
+        except OSError as e:
+            return f"journal {self.cfg.journal}: cannot check free space ({e.strerror or e})"
+        free_mb = st.f_bavail * st.f_frsize / 2**20
+        if free_mb < need:
+            return (
+                f"journal filesystem of {self.cfg.journal} has {free_mb:.1f} MB free, below the "
+                f"{need:g} MB reserve (publish.journal_min_free_mb): no frames are taken until space is freed"
+            )
+        return None
+
+    def unfinished(self) -> list[dict]:
+        """Frames journaled as acquired that never got a verdict (the last run was killed), oldest first."""
+        return self._journal.unfinished(self.station) if self._journal is not None else []
+
+    def last_frame_id(self) -> str | None:
+        """frame_id of the last verdict journaled about a frame (where a replay resumes), or None."""
+        return self._journal.last_frame_id(self.station) if self._journal is not None else None
+
+    def publish(self, verdict: Verdict, acquired_id: int | None = None) -> Verdict:
         """Seq, publish time and latency assigned; journaled (committed); then sent. Returns it.
 
+        `acquired_id` (from `record_acquired`) is closed in the same commit.
         Raises PublishError when not running or when the journal cannot take
         the verdict (then nothing is sent: the wire never carries a seq the
         journal does not hold).
@@ -258,7 +305,7 @@ class Publisher:
                 self._metrics.error("sender_dead")
                 raise PublishError("the PUB sender thread has died; see the log")
             try:
-                v, text = self._journal.append_json(v)
+                v, text = self._journal.append_json(v, acquired_id)
             except JournalError as e:
                 self._metrics.error("journal")
                 self._log.error("journal_append_failed", frame_id=v.frame_id, result=str(v.result), error=str(e))

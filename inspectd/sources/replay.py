@@ -9,6 +9,9 @@ Parameters:
   deadline count from this run; ``file`` keeps the sidecar's timestamp.
 - ``preload`` (default 0): 1 = decode every frame into memory at open, so
   ``read()`` costs no disk or TIFF decode (benchmarks: replay-from-memory).
+- ``resume`` (default 1): the daemon restarted on a journal whose last verdict
+  is about a frame of this dump goes on with the frame after it
+  (`resume_after`); 0 = always from the first frame.
 
 Unreadable files come out as `FrameReadError` (they get an ERROR verdict) and
 never stop the stream. The file list is taken once, at open.
@@ -39,6 +42,7 @@ class ReplaySourceConfig(SourceConfigBase):
     loop: bool = False
     stamp: Literal["now", "file"] = "now"
     preload: bool = False
+    resume: bool = True
 
     def max_frame_bytes(self) -> int | None:
         """Largest frame of the dump, from TIFF headers (None if any file is not a TIFF or unreadable).
@@ -108,6 +112,23 @@ class ReplaySource:
         except Exception as e:  # FrameError, or a file that vanished: one bad file never stops the stream
             msg = str(e) if isinstance(e, FrameError) else f"{path.name}: {type(e).__name__}: {e}"
             return FrameReadError(frame_id=path.stem, path=path, message=msg)
+
+    def resume_after(self, frame_id: str) -> int | None:
+        """Go on after the file whose stem is `frame_id` (the journal's last verdict); returns the index
+        of the next frame, or None (not in this dump, `resume=0`, or it was the last frame and no loop)."""
+        if not self.cfg.resume:
+            return None
+        for i, p in enumerate(self._files):
+            if p.stem == frame_id:
+                nxt = i + 1
+                if nxt >= len(self._files):
+                    if not self.cfg.loop:
+                        self._i = nxt  # everything was played: the stream ends at once
+                        return nxt
+                    nxt = 0
+                self._i = nxt
+                return nxt
+        return None
 
     @property
     def frames(self) -> int:
