@@ -775,3 +775,35 @@ def test_plaintext_beyond_loopback_is_refused_unless_the_station_file_allows_it(
     with Publisher(make_cfg(tmp_path, pub="tcp://0.0.0.0:*", allow_plaintext_beyond_loopback=True), STATION, log=log):
         pass
     assert any(e["socket"] == "pub" for e in events(cap, "bound_beyond_loopback_without_curve"))
+
+
+def test_a_journal_missing_or_replaced_at_start_is_refused_unless_the_operator_says_so(tmp_path):
+    """A journal deleted while the daemon was stopped used to start again at seq 1 under a new journal_id."""
+    path = tmp_path / "j.sqlite"
+    cfg = PublishConfig(pub="tcp://127.0.0.1:*", query="tcp://127.0.0.1:*", journal=path, archive_dir=None)
+    with Publisher(cfg, STATION) as p:
+        p.publish(mk(1))
+        first = p.journal_id
+    assert json.loads((tmp_path / "j.sqlite.id").read_text())["journal_id"] == first
+    with Publisher(cfg, STATION) as p:  # the same journal: fine
+        assert p.publish(mk(2)).seq == 2 and p.previous_journal_id is None
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for f in tmp_path.glob("j.sqlite*"):
+        if not f.name.endswith((".id", ".lock")):
+            shutil.move(f, backup / f.name)
+    with pytest.raises(PublishError, match=rf"j.sqlite is missing, but .*j.sqlite.id says journal {first} was here"):
+        Publisher(cfg, STATION).start()
+    assert not path.exists()  # refused before a new one was made
+    with Publisher(cfg, STATION, new_journal=True) as p:  # the operator's go-ahead
+        assert p.publish(mk(3)).seq == 1 and p.previous_journal_id == first
+        assert p.health()["health"]["previous_journal_id"] == first
+        second = p.journal_id
+    # the old journal put back under the same name: "replaced"
+    for f in tmp_path.glob("j.sqlite*"):
+        if not f.name.endswith((".id", ".lock")):
+            f.unlink()
+    for f in backup.iterdir():
+        shutil.move(f, tmp_path / f.name)
+    with pytest.raises(PublishError, match=rf"has journal_id {first}, but .* says journal {second} was here"):
+        Publisher(cfg, STATION).start()

@@ -27,6 +27,9 @@ def run(
     tips: TipsOpt = "model",
     stop_after: Annotated[int | None, typer.Option(min=1, help="drain and exit after this many frames")] = None,
     exit_at_end: Annotated[bool, typer.Option(help="exit when a finite source (replay without loop) ends")] = False,
+    new_journal: Annotated[
+        bool, typer.Option(help="start although the journal is not the one last used here (seq starts again)")
+    ] = False,
 ) -> None:
     """Run the inspection daemon: acquire, inspect across processes, publish verdicts (SIGTERM drains, SIGHUP reloads the recipe)."""
     cfg = load_cfg(
@@ -49,6 +52,7 @@ def run(
             detector_factory=LabelOracle if tips == "labels" else None,
             stop_after=stop_after,
             exit_at_end=exit_at_end,
+            new_journal=new_journal,
         )
     )
 

@@ -99,6 +99,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
         slot_bytes: int | None = None,
         environ: dict[str, str] | None = None,
         out=None,
+        new_journal: bool = False,
     ):
         self.cfg = cfg
         self.config_path = Path(config_path) if config_path is not None else None
@@ -107,6 +108,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
         self.stop_after = stop_after
         self.exit_at_end = exit_at_end
         self.slot_bytes_override = slot_bytes
+        self.new_journal = new_journal
         self.out = out if out is not None else sys.stdout
         self.station = cfg.station.name
         self.deadline_s = cfg.station.deadline_ms / 1000.0
@@ -168,7 +170,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
                 cfg.pipeline.ring_slots, self.slot_bytes_override or self.source_cfg.max_frame_bytes(), self.log
             )
             metrics_url = startup.serve_metrics(self.metrics, cfg.observability, self.log)
-            self.publisher = startup.start_publisher(cfg, self.metrics, self.log)
+            self.publisher = startup.start_publisher(cfg, self.metrics, self.log, new_journal=self.new_journal)
             if cfg.trigger.address:
                 try:
                     bound = self.identity.listen(

@@ -29,6 +29,7 @@ def run_daemon(
     stop_after: int | None = None,
     exit_at_end: bool = False,
     slot_bytes: int | None = None,
+    new_journal: bool = False,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or `stop_after` frames, or the source's end with `exit_at_end`).
 
@@ -56,6 +57,7 @@ def run_daemon(
         stop_after=stop_after,
         exit_at_end=exit_at_end,
         slot_bytes=slot_bytes,
+        new_journal=new_journal,
     )
     return d.run()
 
@@ -93,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-after", type=int)
     p.add_argument("--exit-at-end", action="store_true")
     p.add_argument("--slot-mb", type=float)
+    p.add_argument("--new-journal", action="store_true", help="start although the journal is not the last one here")
     a = p.parse_args(argv)
     overrides = {
         "source.uri": a.source,
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_after=a.stop_after,
         exit_at_end=a.exit_at_end,
         slot_bytes=int(a.slot_mb * 2**20) if a.slot_mb else None,
+        new_journal=a.new_journal,
     )
 
 

@@ -61,7 +61,7 @@ def serve_metrics(metrics: Metrics, obs: ObservabilityConfig, log) -> str:
     return f"http://{obs.metrics_addr}:{port}/metrics"
 
 
-def start_publisher(cfg: Config, metrics: Metrics, log) -> Publisher:
+def start_publisher(cfg: Config, metrics: Metrics, log, *, new_journal: bool = False) -> Publisher:
     publisher = Publisher(
         cfg.publish,
         cfg.station.name,
@@ -69,6 +69,7 @@ def start_publisher(cfg: Config, metrics: Metrics, log) -> Publisher:
         metrics=PublishMetrics(metrics.registry),
         journal_synchronous=cfg.publish.journal_sync,
         journal_keep_days=cfg.publish.journal_keep_days,
+        new_journal=new_journal,
     )
     try:
         publisher.start()

@@ -40,6 +40,7 @@ from inspectd.config import PublishConfig
 from inspectd.publish.archive import NgArchive
 from inspectd.publish.errors import PublishError
 from inspectd.publish.journal import Journal, JournalError, Synchronous
+from inspectd.publish.journal_identity import check_identity, record_identity
 from inspectd.publish.journal_lock import lock_journal
 from inspectd.publish.keys import CurveKeyError, check_clients_dir
 from inspectd.publish.metrics import NullMetrics
@@ -63,6 +64,7 @@ class Publisher:
         journal_synchronous: Synchronous = "FULL",
         journal_keep_days: float | None = None,
         retention_interval_s: float = 3600.0,
+        new_journal: bool = False,
     ) -> None:
         if not station:
             raise ValueError("station must be a non-empty string")
@@ -72,6 +74,8 @@ class Publisher:
         self._log = (log if log is not None else structlog.get_logger()).bind(component="publish", station=station)
         self._metrics = metrics if metrics is not None else NullMetrics()
         self._sync = journal_synchronous
+        self._new_journal = new_journal  # the operator's go-ahead to start a journal other than the last one
+        self.previous_journal_id: str | None = None
         self._keep_s = None if journal_keep_days is None else float(journal_keep_days) * 86400.0
         self._retention_interval_s = retention_interval_s
         self._retention_stop = threading.Event()
@@ -107,10 +111,17 @@ class Publisher:
         cfg = self.cfg
         try:
             self._lockfile = lock_journal(Path(cfg.journal))
+            missing_was = check_identity(Path(cfg.journal), allow_new=self._new_journal)
             try:
                 self._journal = Journal(cfg.journal, synchronous=self._sync)
             except JournalError as e:
                 raise PublishError(str(e)) from e
+            replaced = record_identity(Path(cfg.journal), self._journal.journal_id, allow_new=self._new_journal)
+            self.previous_journal_id = missing_was or replaced
+            if self.previous_journal_id is not None:
+                self._log.warning("journal_new", journal=str(cfg.journal), journal_id=self._journal.journal_id,
+                                  previous_journal_id=self.previous_journal_id, seq_from=self._journal.last_seq(self.station) + 1)  # fmt: skip
+                self._health["previous_journal_id"] = self.previous_journal_id
             self._last_seq = self._sent_seq = self._journal.last_seq(self.station)
             self._curve, clients = curve_setup(cfg, self._log)
             self._ctx = zmq.Context()
