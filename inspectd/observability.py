@@ -183,6 +183,9 @@ class Metrics:
             "frames a previous run acquired but never gave a verdict, published as ERROR INTERRUPTED at start",
             registry=r,
         )
+        self.trigger_restarts = Counter(
+            "inspectd_trigger_listener_restarts", "PLC trigger reader threads started again after dying", registry=r
+        )
         self.recipe_reloads = Counter("inspectd_recipe_reloads", "SIGHUP recipe reloads", ["outcome"], registry=r)
         for res in ("OK", "NG", "ERROR", "TIMEOUT"):
             self.verdicts.labels(result=res)

@@ -226,3 +226,37 @@ def test_daemon_refuses_a_plaintext_trigger_beyond_loopback(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 2 and "trigger socket tcp://0.0.0.0:* would be reachable" in r.stderr
+
+
+def test_a_trigger_reader_that_dies_is_restarted_counted_and_reads_on():
+    """The reader thread dying (here: the daemon's own callback raising) used to end part ids for good."""
+    ctx = zmq.Context()
+    calls = {"n": 0}
+
+    def wake_that_fails_once() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("wake pipe closed")
+
+    lis = TriggerListener("tcp://127.0.0.1:*", on_message=wake_that_fails_once, ctx=ctx)
+    try:
+        push = ctx.socket(zmq.PUSH)
+        push.linger = 0
+        push.connect(lis.start())
+        push.send(b'{"part_id": "FIRST"}')
+        end = time.monotonic() + 10
+        while lis.alive and time.monotonic() < end:
+            time.sleep(0.02)
+        assert not lis.alive and lis.last_death == "RuntimeError: wake pipe closed"
+        assert lis.supervise() and lis.restarts == 1 and lis.alive
+        assert not lis.supervise()  # alive: nothing to do
+        push.send(b'{"part_id": "SECOND"}')
+        got: list[Trigger] = []
+        while len(got) < 2 and time.monotonic() < end + 10:
+            got += lis.take()
+            time.sleep(0.02)
+        assert [t.part_id for t in got] == ["FIRST", "SECOND"]
+        push.close(0)
+    finally:
+        lis.close()
+        ctx.destroy(linger=0)

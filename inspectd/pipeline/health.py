@@ -23,6 +23,7 @@ class Housekeeping:
             return
         self._last_health = now
         self._kill_stuck(now)
+        self._supervise_trigger()
         problem = self.publisher.journal_problem()
         if problem is not None and self.fatal_msg is None:
             self.publisher.set_health(state="failed", journal=problem)
@@ -41,6 +42,8 @@ class Housekeeping:
         state = "idle" if self._source_ended and self.phase == Phase.RUNNING else self.phase.value
         if self.acq_paused is not None and self.phase == Phase.RUNNING:
             state = "paused"  # taking no frames: `acquisition_paused` says why
+        elif self.identity.listener is not None and not self.identity.listener.alive and self.phase == Phase.RUNNING:
+            state = "degraded"  # part ids are not being read (restarted next second)
         with contextlib.suppress(Exception):
             self.publisher.set_health(
                 state=state,
@@ -63,12 +66,19 @@ class Housekeeping:
                 f"{state}: {self.acquired} frames, {ready}/{self.pool.n} workers, ring {self.ring.free_count} free"
             )
 
+    def _supervise_trigger(self) -> None:
+        lis = self.identity.listener
+        if lis is not None and lis.supervise():
+            self.metrics.trigger_restarts.inc()
+            self.log.error("trigger_listener_restarted", died_of=lis.last_death, restarts=lis.restarts)
+
     def _trigger_health(self) -> dict | None:
         """The PLC trigger listener: reading (alive), and what it received, rejected, failed on."""
         lis = self.identity.listener
         if lis is None:
             return None
-        return {"alive": lis.alive, "received": lis.received, "rejected": lis.rejected, "errors": lis.errors}
+        return {"alive": lis.alive, "received": lis.received, "rejected": lis.rejected, "errors": lis.errors,
+                "restarts": lis.restarts, "last_death": lis.last_death}  # fmt: skip
 
     def _source_health(self) -> dict | None:
         """A source's own health counters (e.g. a camera's connected/reconnects/timeouts) for the heartbeat."""

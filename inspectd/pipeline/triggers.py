@@ -143,6 +143,8 @@ class TriggerListener:
         self.received = 0
         self.rejected = 0
         self.errors = 0
+        self.restarts = 0  # reader threads started again after one died (`supervise`)
+        self.last_death: str | None = None
 
     def start(self) -> str:
         """Bind (errors raise zmq.ZMQError naming the address) and start the reader; returns the bound endpoint."""
@@ -159,9 +161,30 @@ class TriggerListener:
             raise zmq.ZMQError(e.errno, f"cannot bind the trigger socket at {self.address}: {e}") from e
         self._sock = sock
         self.bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._thread = threading.Thread(target=self._main, name="inspectd-trigger", daemon=True)
-        self._thread.start()
+        self._start_thread()
         return self.bound
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="inspectd-trigger", daemon=True)
+        self._thread.start()
+
+    def supervise(self) -> bool:
+        """Start the reader again if it died (the daemon calls this every second); True if it had to.
+
+        Nothing a peer sends should kill it, but a thread that dies for any
+        reason must not leave every later cell without its part id.
+        """
+        if self._stop.is_set() or self._sock is None or self.alive:
+            return False
+        self.restarts += 1
+        self._start_thread()
+        return True
+
+    def _run(self) -> None:
+        try:
+            self._main()
+        except Exception as e:  # recorded for health and the daemon's log line; `supervise` restarts the reader
+            self.last_death = f"{type(e).__name__}: {e}"
 
     def _main(self) -> None:
         sock = self._sock
