@@ -95,3 +95,33 @@ def test_label_cli_propose_sheets_coco_and_compare(real_dir, tmp_path):
 def test_label_propose_on_an_empty_folder_names_it(tmp_path):
     r = cli("label", "propose", tmp_path, "--out", tmp_path / "out")
     assert r.returncode == 2 and "no frames" in r.stderr
+
+
+def test_label_check_crop_profile_edits_and_the_check_log(real_dir, tmp_path):
+    """Checking tip by tip, as the 44 proposed real labels were: crops, a profile readout that points back
+    to the convention's position, logged edits, the time per frame and what the check changed."""
+    lab = tmp_path / "lab"
+    cli("label", "assemble", "--images", real_dir / "images", "--labels", real_dir / "labels", "--out", lab, check=0)
+    hand = json.loads((lab / "labels" / f"{CLEAR}.json").read_text())["labels"]
+    x5, y5 = hand["anode_tips"][5]
+    crop = cli("label", "crop", lab, CLEAR, "--class", "anode", "--tips", "3:8", "--zoom", "7", check=0)
+    png = lab / "crops" / f"{CLEAR}-anode3-8.png"
+    assert crop.stdout.strip().endswith(png.name) and png.stat().st_size > 5_000
+    cli("label", "move", lab, CLEAR, "anode", 5, x5 - 6, y5, check=0)  # a proposal 6 px short of the foot
+    readout = cli("label", "profile", lab, CLEAR, "anode", 5, check=0).stdout
+    crossing = float(readout.split("at x = ")[1].split()[0])
+    assert abs(crossing - x5) < 2.0, readout  # the readout points back to the hand label
+    cli("label", "move", lab, CLEAR, "anode", 5, round(crossing, 1), y5, check=0)
+    cli("label", "add", lab, CLEAR, "cathode", 500, 400, check=0)
+    after = json.loads((lab / "labels" / f"{CLEAR}.json").read_text())["labels"]["cathode_tips"]
+    assert [500.0, 400.0] == after[0]  # renumbered along the stack: it is the top one now
+    cli("label", "remove", lab, CLEAR, "cathode", 0, check=0)
+    bad = cli("label", "remove", lab, CLEAR, "cathode", 99)
+    assert bad.returncode != 0 and "has 21 cathodes" in bad.stderr
+    cli("label", "done", lab, CLEAR, "--note", "a5 moved onto the foot", check=0)
+    side = json.loads((lab / "labels" / f"{CLEAR}.json").read_text())
+    assert side["label_quality"] == "checked" and side["notes"] == "a5 moved onto the foot"
+    s = json.loads(cli("label", "check-summary", lab, "--json", check=0).stdout)
+    f = s["frames"][CLEAR]
+    assert f == {"minutes": f["minutes"], "moved_over_1px": 2, "added": 1, "removed": 1, "checked": True}
+    assert s["checked"] == 1 and f["minutes"] < 5

@@ -130,3 +130,132 @@ def compare_cmd(
         f"p95 {r['p95_px']} px; {r['only_in_a']} only in {a}, {r['only_in_b']} only in {b}",
         highlight=False,
     )
+
+
+# ---------------------------------------------------------------------------- checking tip by tip
+
+FolderArg = Annotated[Path, typer.Argument(help="labelling folder (images/ + labels/)")]
+StemArg = Annotated[str, typer.Argument(help="the frame's image stem")]
+ClassArg = Annotated[str, typer.Argument(help="anode or cathode")]
+
+
+def _open(folder: Path, stem: str):
+    from inspectd.labelling.check import LabelFile
+
+    try:
+        return LabelFile.open(folder, stem)
+    except (FileNotFoundError, ValueError) as e:
+        raise fail(str(e)) from e
+
+
+def _edit(fn, *args):
+    try:
+        return fn(*args)
+    except (IndexError, ValueError) as e:
+        raise fail(str(e)) from e
+
+
+@label_app.command("crop")
+def crop_cmd(
+    folder: FolderArg,
+    stem: StemArg,
+    cls: Annotated[str | None, typer.Option("--class", help="crop around tips of this class: anode or cathode")] = None,
+    tips: Annotated[str, typer.Option(help="their index range, FIRST:LAST (both included)")] = "0:5",
+    box: Annotated[str | None, typer.Option(help="or any box: X0,Y0,X1,Y1 (full-frame px)")] = None,
+    zoom: Annotated[int, typer.Option(min=1, max=20, help="pixels per frame pixel")] = 8,
+    png: Annotated[Path | None, typer.Option("--out", help="PNG to write (default: FOLDER/crops/...)")] = None,
+) -> None:
+    """A zoomed crop with pixel axes and every label inside drawn where it is: check tips a few at a time."""
+    from inspectd.labelling.check import crop_box, render_crop
+
+    lf = _open(folder, stem)
+    if box is not None:
+        try:
+            b = tuple(int(v) for v in box.split(","))
+            assert len(b) == 4
+        except (ValueError, AssertionError):
+            raise fail(f"--box must be X0,Y0,X1,Y1, not {box!r}") from None
+        name = f"{stem}-box{b[0]}-{b[1]}.png"
+    else:
+        if cls is None:
+            b, name = crop_box(lf.tips("anode") + lf.tips("cathode"), pad=30), f"{stem}-overview.png"
+        else:
+            try:
+                first, last = (int(v) for v in tips.split(":"))
+                pts = _edit(lf.tips, cls)[first : last + 1]
+            except ValueError:
+                raise fail(f"--tips must be FIRST:LAST, not {tips!r}") from None
+            if not pts:
+                raise fail(f"no {cls}s {tips} in {stem} (it has {len(lf.tips(cls))})")
+            b, name = crop_box(pts), f"{stem}-{cls}{first}-{last}.png"
+    img = _edit(render_crop, lf, b, zoom)
+    dst = png or folder / "crops" / name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    cv2_write(dst, img)
+    lf.log("view", box=list(b))
+    print(dst)  # a path to open: never wrapped
+
+
+def cv2_write(path: Path, img) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), img):
+        raise fail(f"cannot write {path}")
+
+
+@label_app.command("profile")
+def profile_cmd(folder: FolderArg, stem: StemArg, cls: ClassArg, index: int) -> None:
+    """Raw values around one tip and where the convention's level is crossed (a guide where the eye is unsure)."""
+    from inspectd.labelling.check import profile_readout
+
+    print(_edit(profile_readout, _open(folder, stem), cls, index))  # a table: never wrapped
+
+
+@label_app.command("move")
+def move_cmd(folder: FolderArg, stem: StemArg, cls: ClassArg, index: int, x: float, y: float) -> None:
+    """Move one tip to (X, Y) full-frame px (logged)."""
+    d = _edit(_open(folder, stem).move, cls, index, x, y)
+    out.print(f"{cls} {index} -> ({x}, {y}), moved {d:.1f} px", highlight=False)
+
+
+@label_app.command("add")
+def add_cmd(folder: FolderArg, stem: StemArg, cls: ClassArg, x: float, y: float) -> None:
+    """Add a tip the proposal lacked (logged; indices are renumbered along the stack)."""
+    _edit(_open(folder, stem).add, cls, x, y)
+    out.print(f"added {cls} at ({x}, {y}); indices renumbered top to bottom", highlight=False)
+
+
+@label_app.command("remove")
+def remove_cmd(folder: FolderArg, stem: StemArg, cls: ClassArg, index: int) -> None:
+    """Remove a false tip (logged; indices are renumbered along the stack)."""
+    old = _edit(_open(folder, stem).remove, cls, index)
+    out.print(f"removed {cls} {index} at ({old[0]:.1f}, {old[1]:.1f}); indices renumbered", highlight=False)
+
+
+@label_app.command("done")
+def done_cmd(
+    folder: FolderArg,
+    stem: StemArg,
+    note: Annotated[str, typer.Option(help="what was changed, and every tip still uncertain (with its ± px)")],
+) -> None:
+    """Mark a frame checked; `label check-summary` reports the time per frame and what the checks changed."""
+    _open(folder, stem).done(note)
+    out.print(f"{stem} checked", highlight=False)
+
+
+@label_app.command("check-summary")
+def check_summary_cmd(
+    folder: FolderArg, as_json: Annotated[bool, typer.Option("--json", help="print the full result as JSON")] = False
+) -> None:
+    """Minutes per frame (first crop to done), tips moved > 1 px, added and removed, from the check log."""
+    from inspectd.labelling.check import check_summary
+
+    r = check_summary(folder)
+    if as_json:
+        print(json.dumps(r, indent=1))
+        return
+    out.print(
+        f"{r['checked']} frames checked, median {r['median_minutes']} min per frame; {r['moved_over_1px']} tips moved "
+        f"> 1 px, {r['added']} added, {r['removed']} removed",
+        highlight=False,
+    )
