@@ -193,3 +193,30 @@ def test_a_tiff_header_claiming_a_huge_frame_does_not_size_the_ring(tmp_path):
         assert t.pages[0].shape == (65535, 65535)  # the header lies
     assert small.stat().st_size < 1000
     assert parse_source_uri(f"replay:{tmp_path}").max_frame_bytes() == 100 * 120 * 2
+    # reading it refuses the claimed size before decoding anything, naming the file
+    items = read_all(_opened(f"replay:{tmp_path}?fps=0"))
+    bad = [i for i in items if isinstance(i, FrameReadError)]
+    assert len(bad) == 1 and "liar.tiff: header claims a 65535x65535 frame (4096 MiB)" in bad[0].message
+
+
+def _opened(uri: str):
+    src = open_source(uri)
+    src.open()
+    return src
+
+
+def test_a_frame_over_the_configured_maximum_is_refused_unread(tmp_path):
+    """The station's maximum (replay ?max_mb=) is checked on the header, TIFF and PNG, before any allocation."""
+    import cv2
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "a.tiff", np.zeros((200, 300), np.uint16))  # 117 KiB of pixels
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((200, 300), np.uint16))
+    tifffile.imwrite(tmp_path / "c.tiff", np.zeros((50, 60), np.uint16))
+    items = read_all(_opened(f"replay:{tmp_path}?fps=0&max_mb=0.05"))
+    assert [type(i).__name__ for i in items] == ["FrameReadError", "FrameReadError", "Frame"]
+    assert "a.tiff: header claims a 200x300 frame (0.1144 MiB), over the 0.05 MiB" in items[0].message
+    assert "b.png: header claims a 200x300 frame" in items[1].message
+    assert len(read_all(_opened(f"replay:{tmp_path}?fps=0"))) == 3 and all(
+        isinstance(i, Frame) for i in read_all(_opened(f"replay:{tmp_path}?fps=0"))
+    )

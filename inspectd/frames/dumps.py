@@ -36,13 +36,28 @@ class FrameReadError:
     message: str
 
 
-def _decode_tiff(path: Path) -> np.ndarray:
+MAX_FRAME_BYTES = 2**28  # 256 MiB: a 16-bit 8192 x 16384 detector; a header claiming more is refused unread
+
+
+def _check_size(path: Path, shape: tuple, itemsize: int, max_bytes: int) -> None:
+    n = int(np.prod(shape, dtype=np.int64)) * itemsize
+    if n > max_bytes:
+        dims = "x".join(str(d) for d in shape)
+        raise FrameError(
+            f"{path.name}: header claims a {dims} frame ({n / 2**20:.4g} MiB), over the {max_bytes / 2**20:.4g} MiB "
+            f"a frame may have; not decoded"
+        )
+
+
+def _decode_tiff(path: Path, max_bytes: int) -> np.ndarray:
     with tifffile.TiffFile(path) as tif:
         if len(tif.pages) == 0:
             raise FrameError(f"{path.name}: TIFF holds no image page")
         if len(tif.pages) > 1:
             raise FrameError(f"{path.name}: TIFF has {len(tif.pages)} pages; a frame is a single page")
-        return tif.pages[0].asarray()
+        page = tif.pages[0]
+        _check_size(path, page.shape, np.dtype(page.dtype).itemsize, max_bytes)  # before any allocation
+        return page.asarray()
 
 
 def _jpeg_is_complete(data: bytes) -> bool:
@@ -51,10 +66,13 @@ def _jpeg_is_complete(data: bytes) -> bool:
     return data.rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
-def _decode_other(path: Path) -> np.ndarray:
+def _decode_other(path: Path, max_bytes: int) -> np.ndarray:
     data = path.read_bytes()
     if not data:
         raise FrameError(f"{path.name}: empty file")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26:  # IHDR: width, height, bit depth
+        w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        _check_size(path, (h, w), max(1, data[24] // 8) * 4, max_bytes)  # up to 4 channels before the mono check
     if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_is_complete(data):
         raise FrameError(f"{path.name}: truncated JPEG (no end-of-image marker)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -63,7 +81,7 @@ def _decode_other(path: Path) -> np.ndarray:
     return img
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, max_bytes: int = MAX_FRAME_BYTES) -> np.ndarray:
     """Read one frame file into a 2-D uint8/uint16 array or raise FrameError naming the problem.
 
     A 3-channel file is accepted only when its channels are identical (grey
@@ -74,9 +92,9 @@ def read_image(path: Path) -> np.ndarray:
         if path.stat().st_size == 0:
             raise FrameError(f"{path.name}: empty file")
         if path.suffix.lower() in (".tif", ".tiff"):
-            img = _decode_tiff(path)
+            img = _decode_tiff(path, max_bytes)
         else:
-            img = _decode_other(path)
+            img = _decode_other(path, max_bytes)
     except FrameError:
         raise
     except Exception as e:  # tifffile/cv2 raise many types for corrupt data
@@ -145,10 +163,14 @@ def list_dump(root: Path | str) -> list[Path]:
     return _frame_files(root)
 
 
-def read_frame(path: Path) -> Frame:
-    """Read one frame file and its sidecar (or PBD point files); raises FrameError."""
+def read_frame(path: Path, max_bytes: int = MAX_FRAME_BYTES) -> Frame:
+    """Read one frame file and its sidecar (or PBD point files); raises FrameError.
+
+    A file whose header claims more than `max_bytes` of pixels is refused
+    before anything is allocated for it (that frame's ERROR names the file).
+    """
     path = Path(path)
-    image = read_image(path)
+    image = read_image(path, max_bytes)
     stem = path.stem
     if path.parent.name == "img" and is_pbd_layout(path.parent.parent):
         root = path.parent.parent

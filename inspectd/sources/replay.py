@@ -9,6 +9,8 @@ Parameters:
   deadline count from this run; ``file`` keeps the sidecar's timestamp.
 - ``preload`` (default 0): 1 = decode every frame into memory at open, so
   ``read()`` costs no disk or TIFF decode (benchmarks: replay-from-memory).
+- ``max_mb`` (default 256): a file whose header claims a bigger frame is
+  refused before anything is allocated (that frame's ERROR names the file).
 - ``resume`` (default 1): the daemon restarted on a journal whose last verdict
   is about a frame of this dump goes on with the frame after it
   (`resume_after`); 0 = always from the first frame.
@@ -28,11 +30,11 @@ import tifffile
 from pydantic import Field
 
 from inspectd.frames import Frame, FrameError, FrameReadError, list_dump, read_frame
+from inspectd.frames.dumps import MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
 from inspectd.sources.base import EndOfStream, Pacer, SourceConfigBase, SourceError
 
 SCHEME = "replay"
 TARGET_FIELD = "dir"  # the URI part before "?"
-MAX_FRAME_BYTES = 2**28  # 256 MiB: a 16-bit 8192 x 16384 detector; a header claiming more sizes nothing
 
 
 class ReplaySourceConfig(SourceConfigBase):
@@ -43,12 +45,17 @@ class ReplaySourceConfig(SourceConfigBase):
     stamp: Literal["now", "file"] = "now"
     preload: bool = False
     resume: bool = True
+    max_mb: float = Field(DEFAULT_MAX_FRAME_BYTES / 2**20, gt=0, le=4096, description="a frame claiming more is refused")
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 2**20)
 
     def max_frame_bytes(self) -> int | None:
         """Largest frame of the dump, from TIFF headers (None if any file is not a TIFF or unreadable).
 
         A header is believed only if its file could hold it: an uncompressed TIFF
-        smaller than the pixels it claims, or any frame over MAX_FRAME_BYTES, is
+        smaller than the pixels it claims, or any frame over `max_mb`, is
         left out of the sizing (it gets its ERROR when it is read) instead of
         making the daemon try to reserve its size for every ring slot.
         """
@@ -69,7 +76,7 @@ class ReplaySourceConfig(SourceConfigBase):
                     raw = page.compression == tifffile.COMPRESSION.NONE
             except Exception:
                 continue  # an unreadable file gets its ERROR at read time
-            if n > MAX_FRAME_BYTES or (raw and p.stat().st_size < n):
+            if n > self.max_bytes or (raw and p.stat().st_size < n):
                 continue
             biggest = max(biggest, n)
         return biggest or None
@@ -105,10 +112,9 @@ class ReplaySource:
         if self.cfg.preload:
             self._cache = [self._load(p) for p in self._files]
 
-    @staticmethod
-    def _load(path: Path) -> Frame | FrameReadError:
+    def _load(self, path: Path) -> Frame | FrameReadError:
         try:
-            return read_frame(path)
+            return read_frame(path, self.cfg.max_bytes)
         except Exception as e:  # FrameError, or a file that vanished: one bad file never stops the stream
             msg = str(e) if isinstance(e, FrameError) else f"{path.name}: {type(e).__name__}: {e}"
             return FrameReadError(frame_id=path.stem, path=path, message=msg)
