@@ -45,6 +45,16 @@ class SlowOracle(LabelOracle):
     def detect(self, frame, img8, roi):
         time.sleep(float(os.environ.get("INSPECTD_TEST_DETECT_S", "0.5")))
         return super().detect(frame, img8, roi)
+
+
+class FlakyOracle(LabelOracle):
+    """The label oracle whose engine raises on every third frame (a CUDA error, a corrupt model page)."""
+    name = "oracle:flaky"
+
+    def detect(self, frame, img8, roi):
+        if int(frame.frame_id.rsplit("-", 1)[-1]) % 3 == 1:
+            raise RuntimeError("engine fault on this frame")
+        return super().detect(frame, img8, roi)
 '''
 
 
@@ -449,6 +459,27 @@ def test_worker_kill9_in_flight_frame_errors_stage_restarts_stream_continues(dum
     assert shm_segments(d.proc.pid) == []
     time.sleep(0.5)
     assert not any(pid_alive(e["pid"]) for e in d.all("worker_ready"))
+
+
+def test_an_engine_that_raises_costs_that_frame_an_error_and_the_stream_goes_on(dump, slow_tips, tmp_path):
+    journal = tmp_path / "j.sqlite"
+    d = Daemon(tmp_path, "--source", f"replay:{dump}?fps=20", "--tips", "slowtips:FlakyOracle", "--journal",
+               str(journal), "--exit-at-end", pythonpath=slow_tips, env={"INSPECTD_TEST_DETECT_S": "0"})  # fmt: skip
+    try:
+        assert d.wait(60) == 0, d.log_tail()
+    finally:
+        d.close()
+    rows = journal_rows(journal)
+    assert [r["frame_id"] for r in rows] == FRAME_IDS  # every frame, in order
+    for r in rows:
+        if r["frame_id"] == BAD:
+            continue
+        if int(r["frame_id"].rsplit("-", 1)[-1]) % 3 == 1:
+            assert r["result"] == "ERROR" and r["reasons"][0]["code"] == "INTERNAL"
+            assert "stage detect failed: RuntimeError: engine fault on this frame" in r["reasons"][0]["message"]
+        else:
+            assert r["result"] in ("OK", "NG"), r
+    assert not d.all("worker_crashed")
 
 
 # ---------------------------------------------------------------------------- deadline and overload

@@ -335,3 +335,28 @@ def test_daemon_streams_the_preview_of_its_verdicts(tmp_path, receiver):
     files = sorted(rec.glob("preview-*.mkv"))
     assert len(files) == 1 and play_count(files[0]) == shown
     print(f"daemon: 30 verdicts, {shown} preview frames encoded, {len(received)} received over RTP")
+
+
+def test_kill9_of_the_preview_process_costs_no_verdict(tmp_path):
+    """The preview is its own process: killing it is logged, and every frame still gets its verdict."""
+    import os
+    import signal
+
+    from test_daemon import Daemon, journal_rows
+
+    cfg = tmp_path / "station.toml"
+    cfg.write_text('[preview]\nenabled = true\nhost = "127.0.0.1"\nport = 5999\nfps = 8\nwidth = 480\n')
+    d = Daemon(tmp_path, "--config", str(cfg), "--source", "sim:?size=512&fps=10&count=40&seed=2", "--tips", "labels",
+               "--exit-at-end", "--workers", "1", "--journal", str(tmp_path / "j.sqlite"))  # fmt: skip
+    try:
+        pid = d.event("preview_started", 60)["pid"]
+        d.wait_for(lambda e: e.get("event") == "verdict" and e["seq"] >= 5, 30, "5 verdicts")
+        os.kill(pid, signal.SIGKILL)
+        failed = d.event("preview_failed", 30)
+        assert "preview process exited" in failed["msg"] and "verdicts unaffected" in failed["msg"]
+        assert d.wait(60) == 0
+    finally:
+        d.close()
+    rows = journal_rows(tmp_path / "j.sqlite")
+    assert len(rows) == 40 and [r["seq"] for r in rows] == list(range(1, 41))
+    assert not any(r["result"] in ("ERROR", "TIMEOUT") for r in rows)

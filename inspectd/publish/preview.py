@@ -204,7 +204,7 @@ def _preview_main(cfg_json: str, q, conn, log_level: str, log_json: bool) -> Non
         return
     conn.send(("ready", {"size": size, "fps": float(fps), "record": record_to, "rtp": f"{cfg.host}:{cfg.port}"}))
     log.info("preview_started", size=f"{size[0]}x{size[1]}", fps=float(fps), rtp=f"{cfg.host}:{cfg.port}",
-             record=record_to)
+             record=record_to, pid=os.getpid())  # fmt: skip
     t0: int | None = None
     last_pts = -1
     duration = int(Gst.SECOND / float(fps))
