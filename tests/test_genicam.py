@@ -591,3 +591,19 @@ def test_source_reports_its_frame_size_and_the_daemon_refuses_slots_too_small(vi
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr[-2000:]
     assert "delivers frames of" in p.stderr and "give width= and height= in the source URI" in p.stderr
+
+
+@needs_viky
+def test_pause_stops_the_device_and_resume_streams_again(viky, sources):
+    """What the daemon does while its journal cannot take frames: the camera is told (AcquisitionStop)."""
+    src = sources("genicam:1?width=320&height=240&fps=100&timeout_ms=2000")
+    src.open()
+    before = frames(src, 3)
+    src.pause()
+    assert not src._conn.ia.is_acquiring()
+    assert all(src.read(0.1) is None for _ in range(5))  # paused is not a lost device
+    assert src.health.connected and src.health.losses == 0
+    src.resume()
+    assert src._conn.ia.is_acquiring()
+    after = frames(src, 3)
+    assert int(after[0].frame_id.rsplit("-", 1)[1]) == int(before[-1].frame_id.rsplit("-", 1)[1]) + 1

@@ -170,6 +170,7 @@ class GenicamSource:
         self._lost_at: float | None = None
         self.last_reconnect_s: float | None = None  # loss to first frame-ready connection
         self._k = 0
+        self.paused = False  # the daemon cannot account for frames now: the device is stopped (AcquisitionStop)
         self._pacer = Pacer(cfg.fps if cfg.trigger == "software" and cfg.fps else 0.0)
         import structlog
 
@@ -226,6 +227,26 @@ class GenicamSource:
             conn.close()
         self.health.connected = False
         self._opened = False
+
+    # -------------------------------------------------------------- pause / resume (the daemon's journal is full)
+
+    def pause(self) -> None:
+        """Stop the device's acquisition (AcquisitionStop): frames are not taken, not exposed and dropped."""
+        conn = self._conn
+        self.paused = True
+        if conn is not None and conn.ia is not None and conn.ia.is_acquiring():
+            conn.ia.stop()
+            self.log.warning("genicam_paused", device=conn.device)
+
+    def resume(self) -> None:
+        """Start acquiring again after `pause`."""
+        conn = self._conn
+        self.paused = False
+        if conn is not None and conn.ia is not None and not conn.ia.is_acquiring():
+            conn.ia.start()
+            conn.t_progress = time.monotonic()
+            conn.trigger_outstanding_since = None
+            self.log.info("genicam_resumed", device=conn.device)
 
     # -------------------------------------------------------------- device loss
 
@@ -286,6 +307,9 @@ class GenicamSource:
                 f"reconnecting (attempt {max(1, self._attempt)}, next try in {wait:.1f} s)"
             )
         ia = conn.ia
+        if self.paused:  # stopped on purpose: not a lost device
+            time.sleep(min(0.05, max(0.0, t_end - time.monotonic())))
+            return None
         if ia is None or not ia.is_valid() or not ia.is_acquiring():
             raise self._lose(conn, "the image acquirer stopped acquiring")
         if self.cfg.trigger == "software" and conn.trigger_outstanding_since is None:
