@@ -122,14 +122,16 @@ def compare_cmd(
         r = compare(a, b)
     except FileNotFoundError as e:
         raise fail(str(e)) from e
+    _report(r, as_json, f"{r['frames']} frames, {r['matched']} tips matched: mean {r['mean_px']} px, median "
+            f"{r['median_px']} px, p95 {r['p95_px']} px; {r['only_in_a']} only in {a}, {r['only_in_b']} only in {b}")
+
+
+def _report(r: dict, as_json: bool, line: str) -> None:
+    """A result as JSON (for scripts) or as one line (for people)."""
     if as_json:
         print(json.dumps(r, indent=1))
-        return
-    out.print(
-        f"{r['frames']} frames, {r['matched']} tips matched: mean {r['mean_px']} px, median {r['median_px']} px, "
-        f"p95 {r['p95_px']} px; {r['only_in_a']} only in {a}, {r['only_in_b']} only in {b}",
-        highlight=False,
-    )
+    else:
+        out.print(line, highlight=False)
 
 
 # ---------------------------------------------------------------------------- checking tip by tip
@@ -251,11 +253,5 @@ def check_summary_cmd(
     from inspectd.labelling.check import check_summary
 
     r = check_summary(folder)
-    if as_json:
-        print(json.dumps(r, indent=1))
-        return
-    out.print(
-        f"{r['checked']} frames checked, median {r['median_minutes']} min per frame; {r['moved_over_1px']} tips moved "
-        f"> 1 px, {r['added']} added, {r['removed']} removed",
-        highlight=False,
-    )
+    _report(r, as_json, f"{r['checked']} frames checked, median {r['median_minutes']} min per frame; "
+            f"{r['moved_over_1px']} tips moved > 1 px, {r['added']} added, {r['removed']} removed")
