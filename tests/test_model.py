@@ -244,6 +244,12 @@ def test_train_takes_a_labelled_real_dump_beside_a_simulated_one(sim_dump, real_
     res = train([str(sim_dump), str(tmp_path / "real")], tmp_path / "run", steps=3, dump_weights={"real": 4.0}, **TINY)
     log = (tmp_path / "run" / "train.log").read_text()
     assert res["step"] == 3 and "cached 2 frames from" in log and '"real": ' in log
+    # the card names the real frames a model saw (the images/ folder is what training records)
+    from inspectd.training.export import describe_dumps
+
+    real, sim = describe_dumps([tmp_path / "real" / "images", sim_dump])
+    assert real["frames"] == 2 and real["real_frames"] == sorted(stems) and real["label_quality"] == {"checked": 2}
+    assert real["image_shape"] == ["(1000, 1000)"] and "real_frames" not in sim and sim["frames"] > 0
 
 
 def test_int8_variant_of_the_shipped_model_keeps_finding_tips(sim_dump, tmp_path):

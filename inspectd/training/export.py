@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
+from inspectd.frames import FrameError, list_dump, read_image
 from inspectd.tips.card import CARD_SCHEMA, ModelCard, card_path, sha256_file
 from inspectd.tips.codec import HeatmapCodec
 from inspectd.tips.crop import InputSpec, make_batch
@@ -38,39 +39,53 @@ __all__ = ["export_onnx", "describe_dumps", "time_engine"]
 
 
 def describe_dumps(dumps: list[Path]) -> list[dict]:
-    """Per dump: frame count, simulator seeds, image sizes, bit depths, defect fraction (from sidecars)."""
+    """Per dump: frame count, simulator seeds, image sizes, bit depths, defect fraction (from sidecars).
+
+    A labelled real dump (``images/`` + ``labels/``, given as either folder) also lists every frame it
+    holds by stem, with the labels' quality: the card says which real frames the model saw.
+    """
     out = []
     for d in dumps:
-        seeds, sizes, bits, n, defects = Counter(), Counter(), Counter(), 0, 0
-        idx = []
-        for js in sorted(Path(d).glob("*.json")):
+        root = Path(d)
+        labels = None
+        if root.name == "images" and (root.parent / "labels").is_dir():
+            labels = root.parent / "labels"
+        elif (root / "labels").is_dir() and (root / "images").is_dir():
+            labels, root = root / "labels", root / "images"
+        seeds, sizes, bits, quality, n, defects = Counter(), Counter(), Counter(), Counter(), 0, 0
+        idx, stems = [], []
+        for js in sorted((labels or root).glob("*.json")):
             try:
                 m = json.loads(js.read_text())
             except (OSError, ValueError):
                 continue
             n += 1
+            stems.append(js.stem)
             sim = m.get("sim") or {}
             if "seed" in sim:
                 seeds[sim["seed"]] += 1
                 idx.append(sim.get("index", 0))
             bits[m.get("bit_depth")] += 1
+            quality[m.get("label_quality") or "unknown"] += 1
             defects += bool(m.get("defects"))
-        for img in sorted(Path(d).glob("*.tif*"))[:1]:
-            import tifffile
-
-            with tifffile.TiffFile(img) as t:
-                sizes[str(t.pages[0].shape)] += 1
-        out.append(
-            {
-                "dump": str(d),
-                "frames": n,
-                "sim_seeds": sorted(seeds),
-                "sim_index_range": [int(min(idx)), int(max(idx))] if idx else None,
-                "bit_depths": sorted(k for k in bits if k is not None),
-                "image_shape": sorted(sizes),
-                "defect_fraction": round(defects / n, 3) if n else None,
-            }
-        )
+        images = sorted(root.glob("*.tif*"))[:1] if labels is None else list_dump(root)
+        for img in images:
+            try:
+                sizes[str(read_image(img).shape)] += 1
+            except FrameError:
+                continue
+        entry = {
+            "dump": str(d),
+            "frames": n,
+            "sim_seeds": sorted(seeds),
+            "sim_index_range": [int(min(idx)), int(max(idx))] if idx else None,
+            "bit_depths": sorted(k for k in bits if k is not None),
+            "image_shape": sorted(sizes),
+            "defect_fraction": round(defects / n, 3) if n else None,
+        }
+        if labels is not None:
+            entry |= {"real_frames": stems, "label_quality": dict(quality)}
+        out.append(entry)
     return out
 
 
