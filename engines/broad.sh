@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue #16 experiments (docs/accuracy.md, "A simulator that teaches physics..."), from the repo root:
 #   engines/broad.sh [OUT=runs/dr]
-# 1. broad simulator dumps (every family but invert, rate 0.2) and the per-family held-out test sets
+# 1. broad simulator dumps (every family but invert and fork, which came later; rate 0.2) and the per-family held-out
+#    test sets
 # 2. the broad fine-tune (sim base + broad + all 52 real frames at weight 2, 900 steps, ~12 min on 2 cores)
 # 3. real-frame leave-one-family-out folds of the same recipe (600 steps each), scored on the hand-checked frames
 # 4. simulator leave-one-family-out folds (sim only, 300 steps) for tail, defocus, teeth, and a no-holdout reference
@@ -41,11 +42,11 @@ k=0
 for f in tail blunt rounded curl pitch dense teeth shadow defocus dose gain tilt invert; do
   sim $D/fam/$f --count 30 --seed $((8000+k)) --size 1000 --bit-depth 12 --families $f --family-rate 1.0; k=$((k+1))
 done
-sim $D/val/b1000_b12 --count 60 --seed 910 --size 1000 --bit-depth 12 --families all-invert --family-rate 0.2
+sim $D/val/b1000_b12 --count 60 --seed 910 --size 1000 --bit-depth 12 --families all-invert,fork --family-rate 0.2
 sim $D/gatecal/base --count 150 --seed 920 --size 1000 --bit-depth 12
-sim $D/gatecal/broad --count 150 --seed 921 --size 1000 --bit-depth 12 --families all-invert --family-rate 0.2
+sim $D/gatecal/broad --count 150 --seed 921 --size 1000 --bit-depth 12 --families all-invert,fork --family-rate 0.2
 sim $D/gatecal/b8 --count 50 --seed 922 --size 1000 --bit-depth 8
-fams $D/train/all 200 all-invert; real $D/real/all ''
+fams $D/train/all 200 all-invert,fork; real $D/real/all ''
 train $D/all_w2 900 0.0002 2 60 runs/ft/sim $D/train/all $D/real/all
 for fam in clear blur separator_shadow tray; do
   key=$fam; [ $fam = separator_shadow ] && key=shadow
@@ -54,6 +55,6 @@ for fam in clear blur separator_shadow tray; do
 done
 train $D/lofo_none 300 0.0002 0 0 runs/ft/sim $D/train/all
 for f in tail defocus teeth; do
-  fams $D/train/no_$f $((300+${#f})) all-invert,$f
+  fams $D/train/no_$f $((300+${#f})) all-invert,fork,$f
   train $D/lofo_$f 300 0.0002 0 0 runs/ft/sim $D/train/no_$f
 done

@@ -47,7 +47,7 @@ def test_family_spec_and_validation():
         SimOptions(families=("fog",))
 
 
-@pytest.mark.parametrize("family", ["tail", "blunt", "rounded", "curl", "pitch", "dense"])
+@pytest.mark.parametrize("family", ["tail", "blunt", "rounded", "curl", "pitch", "dense", "fork"])
 def test_new_tip_shapes_keep_labels_on_the_tips(family):
     """Noise-, clutter- and blur-free: a few px inside each labelled tip is darker than a few px beyond it,
     and every anode's profile is at 25 % of its plateau exactly at the label."""
@@ -116,3 +116,16 @@ def test_tip_region_statistics_measure_the_scene():
     assert s is not None
     assert s["pitch"] == pytest.approx(2 * info["scene"].pitch, rel=0.1)
     assert 0.05 < s["contrast"] < 1.0 and s["overhang"] > 0
+
+
+def test_a_family_added_later_leaves_every_earlier_draw_where_it_was():
+    """"fork" came after the first 13 families: dumps made before it regenerate byte-identical."""
+    old = tuple(f for f in FAMILIES if f != "fork")
+    for i in range(6):
+        a = render_frame(33, i, SimOptions(size=512, families=old, family_rate=0.5))
+        b = render_frame(33, i, SimOptions(size=512, families=FAMILIES, family_rate=0.5))
+        assert tuple(f for f in b.families if f != "fork") == a.families
+        if "fork" not in b.families:
+            assert np.array_equal(a.image, b.image)
+        else:
+            assert np.array_equal(a.anode_tips, b.anode_tips) and not np.array_equal(a.image, b.image)

@@ -377,6 +377,17 @@ def _stamp_anode(band: np.ndarray, U0: int, ly: Layer, S: int) -> None:
         half = 0.5 * ly.w * (1.0 - ly.narrow * (1.0 - f))
         uc = ly.u + ly.curl_offset(x) if ly.curl else np.full(len(x), ly.u)
         _stamp_var(band, U0, _f32(uc), _f32(half), xa, _f32(ly.a * f * dark))
+    if ly.fork is not None:  # the prong: leaves the strand, bends away, fades out short of the tip
+        fk = ly.fork
+        xa = int(max(0, math.floor(fk.start)))
+        xb = int(min(S, math.ceil(fk.end) + 1))
+        if xb - xa > 1:
+            x = np.arange(xa, xb, dtype=np.float64)
+            t = np.clip((x - fk.start) / max(fk.end - fk.start, 1.0), 0.0, 1.0)
+            f = (1.0 - np.clip((x - xs) / ly.taper, 0.0, 1.0)) ** ly.q
+            fade = np.clip(np.minimum(t * 4.0, (1.0 - t) * 3.0), 0.0, 1.0)
+            uc = ly.u + (ly.curl_offset(x) if ly.curl else 0.0) + fk.off * t * t
+            _stamp_var(band, U0, _f32(uc), np.full(len(x), 0.45 * ly.w, np.float32), xa, _f32(ly.a * fk.a * f * fade))
     if ly.fold is not None:
         fd = ly.fold
         xa = int(max(0, math.floor(fd.x_end - fd.length - 2)))

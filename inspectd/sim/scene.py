@@ -110,6 +110,17 @@ class Fold:
         return u0 + self.offset * np.sqrt(t)
 
 
+@dataclass(frozen=True)
+class Fork:
+    """A shorter second prong splitting off an anode's strand (a forked tip); the labelled tip stays the
+    strand's own 25 % foot, the layer's farthest end (the labelling convention for forked layers)."""
+
+    off: float  # u displacement of the prong's end, px
+    start: float  # x where it leaves the strand
+    end: float  # x where it ends (before the labelled tip)
+    a: float  # its darkness, as a share of the strand's at the same x
+
+
 @dataclass
 class Layer:
     kind: str  # "a" anode | "c" cathode
@@ -127,6 +138,7 @@ class Layer:
     shoulder_len: float = 1.0
     fold: Fold | None = None
     curl: float = 0.0  # anode: u displacement of the strand's end (bent tip), growing as t^2 over the taper
+    fork: Fork | None = None  # anode: a second, shorter prong (forked tip)
     label: bool = True  # False: not visible/labelled (reserved; the sampler keeps every tip labelled)
 
     @property

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from inspectd.sim.scene import Scene
+from inspectd.sim.scene import Fork, Scene
 
 __all__ = ["FAMILIES", "Variety", "apply_shapes", "check_families", "parse_families", "sample_variety"]
 
@@ -46,7 +46,9 @@ FAMILIES = (
     "gain",  # detector gain drift: column/row gain stripes and a slow ramp
     "tilt",  # small rotations of the whole frame (+-5 degrees)
     "invert",  # inverted polarity: bright layers on a dark background
+    "fork",  # forked anode ends: a shorter second prong splits off the strand (the label stays on the longer one)
 )
+_FIRST_RELEASE = 13  # families whose draws were fixed before "fork": theirs come first, so old dumps regenerate
 
 
 def check_families(families) -> tuple[str, ...]:
@@ -87,7 +89,7 @@ def _u(rng, lo, hi):
 def sample_variety(rng: np.random.Generator, families: tuple[str, ...], rate: float) -> Variety:
     """Which families this frame shows and their parameters; same draws whatever `families` allows."""
     families = check_families(families)
-    coin = rng.random(len(FAMILIES))
+    coin = rng.random(_FIRST_RELEASE)
     p = {
         "tail": {"q": (2.0, 3.5), "taper": _u(rng, 40.0, 130.0), "fade": _u(rng, 0.5, 1.0), "seed": int(rng.integers(2**31))},
         "blunt": {"taper": _u(rng, 1.2, 3.5), "edge": _u(rng, 1.2, 3.0)},
@@ -123,6 +125,15 @@ def sample_variety(rng: np.random.Generator, families: tuple[str, ...], rate: fl
         },
         "tilt": {"deg": _u(rng, -5.0, 5.0)},
         "invert": {},
+    }
+    coin = np.append(coin, rng.random())  # families added later draw after the first release's, in order
+    p["fork"] = {
+        "share": _u(rng, 0.2, 0.8),  # of the anodes
+        "split": _u(rng, 3.0, 9.0),  # how far before the tip the prong leaves the strand, in layer pitches
+        "off": _u(rng, 0.6, 1.1),  # how far it ends up, in layer pitches (toward a neighbour; 3-6 px at 1000)
+        "short": _u(rng, 0.45, 0.85),  # its length as a share of the strand's from the split to the tip
+        "a": _u(rng, 0.6, 1.0),  # its darkness as a share of the strand's
+        "seed": int(rng.integers(2**31)),
     }
     active = tuple(f for f, c in zip(FAMILIES, coin) if f in families and c < rate)
     return Variety(active, p)
@@ -169,6 +180,15 @@ def apply_shapes(scene: Scene, v: Variety) -> None:
         for ly in anodes:
             if r.random() < p["share"]:
                 ly.curl = float(r.choice([-1.0, 1.0])) * p["amp"] * scene.pitch * float(r.uniform(0.6, 1.0))
+    if v.on("fork"):
+        p = v.params["fork"]
+        r = np.random.default_rng(p["seed"])
+        for ly in anodes:
+            if r.random() < p["share"]:
+                off = float(r.choice([-1.0, 1.0])) * p["off"] * scene.pitch * float(r.uniform(0.7, 1.0))
+                length = p["split"] * scene.pitch * float(r.uniform(0.8, 1.2))
+                start = ly.tip - length
+                ly.fork = Fork(off, start, min(ly.tip - 1.0, start + p["short"] * length), p["a"])
 
 
 # --------------------------------------------------------------------------- clutter and shadows
