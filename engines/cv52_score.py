@@ -7,6 +7,7 @@ capture family and overall. Baseline in the same run: baf52edf (runs/dr/shipped,
 replayed on the same frames. Prints markdown rows and writes OUT/cv52.json.
 """
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +59,10 @@ def score(lines: list[str], name: str) -> dict:
     p = OUT / "score" / f"{name}.jsonl"
     p.write_text("\n".join(lines) + "\n")
     dump = OUT / "score" / "dumps" / name
-    if not dump.exists():
-        assemble(R / "../shared/data/real/images", R / "engines/labels/real", dump,
-                 only={json.loads(ln)["frame_id"] for ln in lines})  # fmt: skip
+    if dump.exists():  # made again each time: the frames of a name grow as folds finish
+        shutil.rmtree(dump)
+    assemble(R / "../shared/data/real/images", R / "engines/labels/real", dump,
+             only={json.loads(ln)["frame_id"] for ln in lines})  # fmt: skip
     r = subprocess.run([I, "eval", str(dump), str(p), "--json"], check=True, capture_output=True, text=True, cwd=R)
     return json.loads(r.stdout)
 
@@ -105,6 +107,22 @@ def main() -> None:
                 r = score(sel, f"{name.split()[0]}-{fam}")
                 report.setdefault(name, {})[fam] = r
                 print(row(f"{fam} ({'fold' if name == 'folds' else 'baf52edf'})", r))
+    # the previous recipe (e81e4d95's: trained on the unchecked proposals), its folds held out the same 1000²
+    # families: both recipes on the same frames, scored against the checked labels
+    old = []
+    for fam, fold in (("clear", "clear"), ("blur", "blur"), ("separator_shadow", "shadow"), ("tray", "tray")):
+        m = R / f"runs/dr/cvw2_{fam}/model.onnx"
+        if m.exists() and (OUT / fold / "test").exists():
+            old += [ln for ln in replay(m, OUT / fold / "test", f"{fold}-prev", gate=False, correction=False)
+                    if family(json.loads(ln)["frame_id"]) == fam]  # fmt: skip
+    if old:
+        same = {json.loads(ln)["frame_id"] for ln in old} & {json.loads(ln)["frame_id"] for ln in runs["folds"]}
+        old = [ln for ln in old if json.loads(ln)["frame_id"] in same]
+        new = [ln for ln in runs["folds"] if json.loads(ln)["frame_id"] in same]
+        report["previous_recipe"] = {"previous": score(old, "prev-recipe"), "this": score(new, "this-recipe")}
+        print("\nthe previous recipe's folds (proposed labels) vs this recipe's (checked labels), same held-out frames:\n")
+        print(row("previous recipe", report["previous_recipe"]["previous"]))
+        print(row("this recipe", report["previous_recipe"]["this"]))
     # the gate on held-out real frames: which frames had a tip error (missed or false tip, gate off), which it stopped
     stopped = {json.loads(ln)["frame_id"] for ln in runs["folds, gate on"]
                if json.loads(ln)["result"] == "ERROR"}  # fmt: skip
