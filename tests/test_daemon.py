@@ -539,7 +539,8 @@ def test_a_journal_deleted_under_the_daemon_stops_it_loudly(tmp_path):
         failed = d.event("daemon_failed", 15)
         assert "was deleted while in use" in failed["msg"] and str(journal) in failed["msg"]
         assert d.proc.wait(timeout=30) == 1
-        assert d.event("daemon_exit", 5)["exit_code"] == 1
+        ex = d.event("daemon_exit", 5)
+        assert ex["exit_code"] == 1 and ex["frames"] == ex["published"] > 0  # every frame taken got its verdict out
     finally:
         if d.proc.poll() is None:
             d.proc.kill()
@@ -698,3 +699,26 @@ def test_a_journal_disk_that_is_full_stops_the_daemon_loudly_and_the_restart_acc
     assert len(first_run) + 1 == frames_in  # every frame the first run took, but the one it named
     assert lost["frame_id"] not in {r["frame_id"] for r in rows}
     assert journal_acquired(journal) == []
+
+
+def test_an_archive_disk_that_fills_up_skips_ng_images_and_no_verdict_is_lost(small_fs, tmp_path):
+    """The NG archive on a real filesystem that is full: each NG image not archived is counted and logged
+    (disk_full); inspection and the journal go on; frames in = verdicts out."""
+    filler = small_fs / "filler"
+    with open(filler, "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    journal = tmp_path / "j.sqlite"
+    d = Daemon(tmp_path, "--source", "sim:?seed=4&fps=20&size=512&count=30", "--journal", str(journal), "--tips",
+               "labels", "--archive-dir", str(small_fs / "ng"), "--exit-at-end")  # fmt: skip
+    try:
+        rc = d.wait(60)
+    finally:
+        d.close()
+    rows = journal_rows(journal)
+    assert rc == 0 and len(rows) == 30 and [r["seq"] for r in rows] == list(range(1, 31))
+    ng = [r for r in rows if r["result"] == "NG"]
+    failed = [e for e in d.all("ng_archive_save_failed") if e.get("reason") == "disk_full"]
+    assert ng and failed, d.log_tail()  # the archive could not take them, and said why
