@@ -91,6 +91,8 @@ def test_soak_frames_in_equal_verdicts_out_and_resources_stay_flat(tmp_path):
         "samples": len(samples),
         "rss_mb_mid_last": [round(med(mid, "rss_mb"), 1), round(med(last, "rss_mb"), 1)],
         "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
+        # the series itself (every 10th sample): a step (a cache filling) and a slope (a leak) look alike in medians
+        "rss_mb_series": [round(s["rss_mb"], 1) for s in samples[::10]],
         "fds_mid_last": [med(mid, "fds"), med(last, "fds")],
         "shm_mid_last": [med(mid, "shm"), med(last, "shm")],
         "procs_max": max(s["procs"] for s in samples),
