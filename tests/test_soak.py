@@ -71,6 +71,7 @@ def test_soak_frames_in_equal_verdicts_out_and_resources_stay_flat(tmp_path):
     with sqlite3.connect(journal) as db:
         rows = db.execute("SELECT count(*), min(seq), max(seq) FROM verdicts").fetchone()
         results = dict(db.execute("SELECT json_extract(json, '$.result'), count(*) FROM verdicts GROUP BY 1").fetchall())
+        owed = db.execute("SELECT count(*) FROM acquired").fetchone()[0]  # frames acquired without a verdict
     k = len(samples) // 3
     mid, last = samples[k : 2 * k], samples[2 * k :]
 
@@ -83,6 +84,7 @@ def test_soak_frames_in_equal_verdicts_out_and_resources_stay_flat(tmp_path):
         "tips": tips,
         "source_fps": fps,
         "journaled": rows[0],
+        "acquired_without_verdict": owed,
         "seq_range": [rows[1], rows[2]],
         "results": results,
         "exit_code": rc,
@@ -104,7 +106,7 @@ def test_soak_frames_in_equal_verdicts_out_and_resources_stay_flat(tmp_path):
     out = REPO / "bench" / "results" / "soak-latest.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     assert rc == 0, d.log_tail()
-    assert rows[0] == n and rows[1] == 1 and rows[2] == n, report
+    assert rows[0] == n and rows[1] == 1 and rows[2] == n and owed == 0, report
     assert len(samples) >= 6, report
     assert report["rss_mb_mid_last"][1] <= 1.10 * report["rss_mb_mid_last"][0] + 20, report
     assert report["fds_mid_last"][1] <= report["fds_mid_last"][0] + 4, report
