@@ -193,12 +193,12 @@ def crop_cmd(
     img = _edit(render_crop, lf, b, zoom)
     dst = png or folder / "crops" / name
     dst.parent.mkdir(parents=True, exist_ok=True)
-    cv2_write(dst, img)
+    _write_png(dst, img)
     lf.log("view", box=list(b))
     print(dst)  # a path to open: never wrapped
 
 
-def cv2_write(path: Path, img) -> None:
+def _write_png(path: Path, img) -> None:
     import cv2
 
     if not cv2.imwrite(str(path), img):

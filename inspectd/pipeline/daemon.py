@@ -39,6 +39,7 @@ used by the tests and the bench).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import sys
@@ -63,6 +64,7 @@ from inspectd.pipeline import recovery, startup
 from inspectd.pipeline.startup import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from inspectd.pipeline.supervisor import WorkerPool, WorkerState
 from inspectd.pipeline.workers import default_detector_factory
+from inspectd.publish.journal_space import journal_space_problem
 from inspectd.publish.publisher import Publisher, PublishError
 from inspectd.publish.sockets import PlaintextBeyondLoopback
 from inspectd.sources import FrameSource, SourceError, open_source, parse_source_uri
@@ -241,7 +243,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
             capacity=lambda: len(self.pool.ready()),
             wake=self._wake,
             account=self._account,
-            hold=self.publisher.journal_space_problem,
+            hold=functools.partial(journal_space_problem, self.cfg.publish),
         )
         self.acquisition.start()
         ready = len(self.pool.ready())

@@ -47,17 +47,14 @@ class Dispatching:
                     self.log.info("acquisition_stopped", reason=rec.message, frames=self.acquired)
                     self.begin_drain(rec.message)
                 continue
-            if rec.kind == Kind.PAUSED:
-                self.acq_paused = rec.message
-                self.metrics.acquisition_paused.set(1)
-                self.publisher.set_health(state="paused", acquisition_paused=rec.message)
-                self.log.error("acquisition_paused", msg=rec.message, frames=self.acquired)
-                continue
-            if rec.kind == Kind.RESUMED:
-                self.log.warning("acquisition_resumed", paused_for=self.acq_paused, frames=self.acquired)
-                self.acq_paused = None
-                self.metrics.acquisition_paused.set(0)
-                self.publisher.set_health(acquisition_paused=None)
+            if rec.kind in (Kind.PAUSED, Kind.RESUMED):
+                if rec.kind == Kind.PAUSED:
+                    self.log.error("acquisition_paused", msg=rec.message, frames=self.acquired)
+                else:
+                    self.log.warning("acquisition_resumed", paused_for=self.acq_paused, frames=self.acquired)
+                self.acq_paused = rec.message if rec.kind == Kind.PAUSED else None
+                self.metrics.acquisition_paused.set(int(self.acq_paused is not None))
+                self._last_health = 0.0  # health and heartbeat say so at once, not within the second
                 continue
             if rec.kind == Kind.SOURCE_ERROR:
                 self.metrics.source_errors.inc()

@@ -12,6 +12,7 @@ verdict for (``replay:DIR?resume=0`` plays from the first frame again).
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from inspectd.publish.publisher import Publisher
 from inspectd.verdict import Reason, ReasonCode, Result, Verdict
@@ -32,7 +33,7 @@ def publish_interrupted(publisher: Publisher, station: str, metrics, log) -> int
     rows = publisher.unfinished()
     if not rows:
         return 0
-    now = _iso(dt.datetime.now(dt.UTC).timestamp() * 1e9)
+    now = _iso(time.time_ns())
     for r in rows:
         msg = (
             f"acquired at {_iso(r['t_journaled_ns'])} from {r['source']} by a previous run of the daemon, which "

@@ -229,17 +229,11 @@ class Journal:
         Called when the frame is acquired, before it is inspected; its verdict's
         `append_json(..., acquired_id=row)` deletes the row.
         """
-        with self._lock:
-            try:
-                with self._tx() as db:
-                    cur = db.execute(
-                        "INSERT INTO acquired(station, frame_id, part_id, t_acquired_ns, t_journaled_ns, source) "
-                        "VALUES (?,?,?,?,?,?)",
-                        (station, frame_id, part_id, int(t_acquired_ns), time.time_ns(), source),
-                    )
-                    return int(cur.lastrowid)
-            except sqlite3.Error as e:
-                raise JournalError(f"journal {self.path}: cannot record acquired frame {frame_id!r}: {e}") from e
+        return self._insert(
+            "INSERT INTO acquired(station, frame_id, part_id, t_acquired_ns, t_journaled_ns, source) VALUES (?,?,?,?,?,?)",
+            (station, frame_id, part_id, int(t_acquired_ns), time.time_ns(), source),
+            f"record acquired frame {frame_id!r}",
+        )
 
     def unfinished(self, station: str) -> list[dict]:
         """Frames acquired without a verdict (a crash came between), in acquisition order."""
@@ -268,17 +262,20 @@ class Journal:
         """
         t = time.time_ns() if t_received_ns is None else int(t_received_ns)
         v = verdict.model_copy(update={"seq": int(published_seq)})
+        return self._insert(
+            "INSERT INTO late(station, published_seq, frame_id, result, t_received_ns, json) VALUES (?,?,?,?,?,?)",
+            (v.station, v.seq, v.frame_id, str(v.result), t, v.to_json()),
+            f"append late result of {verdict.frame_id!r}",
+        )
+
+    def _insert(self, sql: str, args: tuple, what: str) -> int:
+        """One INSERT in its own committed transaction; the new row's id (JournalError naming `what`)."""
         with self._lock:
             try:
                 with self._tx() as db:
-                    cur = db.execute(
-                        "INSERT INTO late(station, published_seq, frame_id, result, t_received_ns, json) "
-                        "VALUES (?,?,?,?,?,?)",
-                        (v.station, v.seq, v.frame_id, str(v.result), t, v.to_json()),
-                    )
-                    return int(cur.lastrowid)
+                    return int(db.execute(sql, args).lastrowid)
             except sqlite3.Error as e:
-                raise JournalError(f"journal {self.path}: cannot append late result of {verdict.frame_id!r}: {e}") from e
+                raise JournalError(f"journal {self.path}: cannot {what}: {e}") from e
 
     # ------------------------------------------------------------------ reads
 

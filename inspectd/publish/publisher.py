@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import queue
 import threading
 import time
@@ -261,28 +260,6 @@ class Publisher:
             self._metrics.error("journal")
             self._log.error("journal_acquired_failed", frame_id=frame_id, error=str(e))
             raise PublishError(str(e)) from e
-
-    def journal_space_problem(self) -> str | None:
-        """Why no frame should be taken now: the journal's filesystem below `journal_min_free_mb`, or None.
-
-        Asked before every frame (a statvfs, microseconds): frames are refused
-        while the journal could still record the verdicts of those in flight,
-        instead of being taken and then lost with a full disk.
-        """
-        need = self.cfg.journal_min_free_mb
-        if need <= 0:
-            return None
-        try:
-            st = os.statvfs(Path(self.cfg.journal).parent)
-        except OSError as e:
-            return f"journal {self.cfg.journal}: cannot check free space ({e.strerror or e})"
-        free_mb = st.f_bavail * st.f_frsize / 2**20
-        if free_mb < need:
-            return (
-                f"journal filesystem of {self.cfg.journal} has {free_mb:.1f} MB free, below the "
-                f"{need:g} MB reserve (publish.journal_min_free_mb): no frames are taken until space is freed"
-            )
-        return None
 
     def unfinished(self) -> list[dict]:
         """Frames journaled as acquired that never got a verdict (the last run was killed), oldest first."""

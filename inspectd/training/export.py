@@ -31,6 +31,7 @@ import numpy as np
 
 from inspectd.backends.onnxruntime import OnnxRuntimeConfig, OnnxRuntimeEngine
 from inspectd.frames import FrameError, list_dump, read_image
+from inspectd.frames.dumps import is_labelled_images_layout
 from inspectd.tips.card import CARD_SCHEMA, ModelCard, card_path, sha256_file
 from inspectd.tips.codec import HeatmapCodec
 from inspectd.tips.crop import InputSpec, make_batch
@@ -48,9 +49,9 @@ def describe_dumps(dumps: list[Path]) -> list[dict]:
     for d in dumps:
         root = Path(d)
         labels = None
-        if root.name == "images" and (root.parent / "labels").is_dir():
+        if root.name == "images" and is_labelled_images_layout(root.parent):
             labels = root.parent / "labels"
-        elif (root / "labels").is_dir() and (root / "images").is_dir():
+        elif is_labelled_images_layout(root):
             labels, root = root / "labels", root / "images"
         seeds, sizes, bits, quality, n, defects = Counter(), Counter(), Counter(), Counter(), 0, 0
         idx, stems = [], []
