@@ -5,7 +5,7 @@
 # each fold fine-tunes from the GPU-trained base on simulator frames (base + broad families) + the real frames of the
 # other families (weight 2), 600 steps (~8 min on 2 cores), and is scored on its held-out family only.
 # "all" is the shipped recipe: the same, on all 52 frames. Needs runs/ft/sim, runs/ft/test (engines/real_cv.sh),
-# runs/dr/train/all, runs/dr/val (engines/broad.sh). Resumable: a finished fold is skipped, a killed one resumes.
+# runs/dr/train/all, runs/dr/val (engines/broad.sh). AUG='{...}' passes augmentation overrides (train --aug). Resumable: a finished fold is skipped, a killed one resumes.
 set -euo pipefail
 I=.venv/bin/inspectd
 OUT=${1:-runs/cv52}
@@ -37,7 +37,7 @@ train() { # fold steps
   fold_dumps $1
   $I train --data runs/ft/sim --data runs/dr/train/all --data $O/real --val runs/dr/val --out $O/run \
     --init engines/checkpoints/hrnet_w12s_gpu15k.pt --tile-w 352 --sigma 1.0 --steps $2 --lr 0.0002 --warmup 50 \
-    --val-frames 60 --val-every 300 --ckpt-every 100 --dump-weights '{"/real": 2}' --seed 3 --workers 1 \
+    --val-frames 60 --val-every 300 --ckpt-every 100 --dump-weights '{"/real": 2}' --seed 3 --workers 1 ${AUG:+--aug "$AUG"} \
     $( [ -f $O/run/last.pt ] && echo --resume ) > $O/train.out 2>&1
   local ck=$O/run/best.pt; [ -f $ck ] || ck=$O/run/last.pt
   $I export $ck $O/model.onnx --calib runs/dr/val --test runs/ft/test --calib-frames 60 --test-frames 100 \

@@ -203,6 +203,10 @@ class ObservabilityConfig(_Strict):
     log_json: bool = True
     metrics_port: int | None = Field(9108, ge=0, le=65535, description="Prometheus port; None disables, 0 picks one")
     metrics_addr: str = "127.0.0.1"
+    verdict_log: Literal["problems", "all"] = Field(
+        "problems",
+        description="one `verdict` log line per ERROR/TIMEOUT (\"problems\") or per frame (\"all\"); the others at debug",
+    )
 
 
 class GateConfig(_Strict):

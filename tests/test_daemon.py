@@ -85,7 +85,7 @@ class Daemon:
         e.pop("NOTIFY_SOCKET", None)
         e.update(env or {})
         cmd = [sys.executable, "-m", "inspectd.pipeline.run", "--pub", "tcp://127.0.0.1:*",
-               "--query", "tcp://127.0.0.1:*", "--metrics-port", "0", *args]  # fmt: skip
+               "--query", "tcp://127.0.0.1:*", "--metrics-port", "0", "--verdict-log", "all", *args]  # fmt: skip
         self.proc = subprocess.Popen(cmd, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.events: list[dict] = []
         self.raw: list[str] = []
@@ -256,7 +256,7 @@ def first_run(dump, tmp_path_factory):
     listener.start()
     journal = tmp / "journal.sqlite"
     d = Daemon(tmp, "--source", f"replay:{dump}?fps=10", "--tips", "labels", "--journal", str(journal),
-               "--archive-dir", str(tmp / "ng"), "--workers", "2",
+               "--archive-dir", str(tmp / "ng"), "--workers", "2", "--verdict-log", "problems",
                env={"NOTIFY_SOCKET": str(tmp / "notify.sock"), "WATCHDOG_USEC": "400000"})  # fmt: skip
     ctx = zmq.Context()
     out: dict = {"journal": journal, "tmp": tmp}
@@ -341,11 +341,16 @@ def test_ng_frames_are_archived_with_overlays(first_run):
         assert {f"{stem}.tiff", f"{stem}.jpg", f"{stem}.json"} <= files
 
 
-def test_every_verdict_logs_a_line_and_counts_in_metrics(first_run):
+def test_problem_verdicts_log_a_line_and_every_verdict_counts_in_metrics(first_run):
+    """By default (`verdict_log = "problems"`) only ERROR and TIMEOUT verdicts get a log line, with the reason;
+    OK and NG are counted (the journal and the PUB socket carry them). The other daemon tests run with "all"."""
     assert first_run["broken"] == 0  # main and workers share stderr: no JSON line broken
     lines = [e for e in first_run["events"] if e.get("event") == "verdict"]
-    assert [(e["frame_id"], e["seq"]) for e in lines] == [(v["frame_id"], v["seq"]) for v in first_run["verdicts"]]
-    assert all({"result", "reasons", "latency_ms", "level", "timestamp"} <= set(e) for e in lines)
+    problems = [v for v in first_run["verdicts"] if v["result"] in ("ERROR", "TIMEOUT")]
+    assert problems and len(problems) < len(first_run["verdicts"])
+    assert [(e["frame_id"], e["seq"]) for e in lines] == [(v["frame_id"], v["seq"]) for v in problems]
+    assert all({"result", "reasons", "latency_ms", "level", "timestamp", "message"} <= set(e) for e in lines)
+    assert all(e["message"] for e in lines)
     m = first_run["metrics"]
     n_ok = sum(v["result"] == "OK" for v in first_run["verdicts"])
     assert f'inspectd_verdicts_total{{result="OK"}} {float(n_ok)}' in m
@@ -722,3 +727,32 @@ def test_an_archive_disk_that_fills_up_skips_ng_images_and_no_verdict_is_lost(sm
     ng = [r for r in rows if r["result"] == "NG"]
     failed = [e for e in d.all("ng_archive_save_failed") if e.get("reason") == "disk_full"]
     assert ng and failed, d.log_tail()  # the archive could not take them, and said why
+
+
+def test_the_loops_wait_set_follows_objects_that_come_and_go():
+    """The persistent epoll set (pipeline/waitset.py): a readable pipe is reported, a closed and replaced one
+    (its fd number reused) is followed, and an object that left the set is never reported again."""
+    from inspectd.pipeline.waitset import WaitSet
+
+    ws = WaitSet()
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    try:
+        assert ws.wait([r1, r2], 0.0) == []
+        os.write(w2, b"x")
+        assert ws.wait([r1, r2], 1.0) == [r2]
+        os.close(r2)
+        os.close(w2)
+        r3, w3 = os.pipe()  # likely takes r2's number
+        os.write(w3, b"y")
+        assert ws.wait([r1, r3], 1.0) == [r3]
+        os.read(r3, 1)
+        os.write(w1, b"z")
+        assert ws.wait([r3], 0.05) == []  # r1 left the set: not reported although readable
+        assert ws.wait([r1, r3], 1.0) == [r1]
+        os.close(r3)
+        os.close(w3)
+    finally:
+        ws.close()
+        for fd in (r1, w1):
+            os.close(fd)

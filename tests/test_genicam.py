@@ -586,7 +586,7 @@ def test_source_reports_its_frame_size_and_the_daemon_refuses_slots_too_small(vi
     env.pop("NOTIFY_SOCKET", None)
     s.close()  # viky allows one open device per process; the daemon is another process, but be tidy
     cmd = [sys.executable, "-m", "inspectd.pipeline.run", "--source", "genicam:", "--slot-mb", "0.05",
-           "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1",
+           "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1", "--verdict-log", "all",
            "--journal", str(tmp_path / "j.sqlite"), "--archive-dir", str(tmp_path / "ng")]  # fmt: skip
     p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr[-2000:]

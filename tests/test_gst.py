@@ -312,7 +312,7 @@ def test_daemon_streams_the_preview_of_its_verdicts(tmp_path, receiver):
     env.pop("NOTIFY_SOCKET", None)
     cmd = [sys.executable, "-m", "inspectd.pipeline.run", "--config", str(cfg), "--source",
            "sim:?size=512&fps=10&count=30&seed=2", "--tips", "labels", "--exit-at-end", "--workers", "1",
-           "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1",
+           "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1", "--verdict-log", "all",
            "--journal", str(tmp_path / "journal.sqlite"), "--archive-dir", str(tmp_path / "ng")]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

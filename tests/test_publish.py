@@ -27,7 +27,7 @@ from inspectd.publish import (
     QueryError,
     generate_keys,
 )
-from inspectd.publish.journal import JournalError
+from inspectd.publish.journal import Journal, JournalError
 from inspectd.publish.watch import watch
 from inspectd.verdict import Verdict
 
@@ -218,6 +218,34 @@ def test_publish_in_order_gap_free_with_topic(tmp_path, ctx):
         assert w.t_published_ns > t_acq and w.latency_ms >= 20.0
     assert [Verdict.from_json(p).seq for _, p in got] == list(range(1, 51))
     assert len(events(cap, "verdict_published")) == 50
+
+
+def test_a_group_commit_is_all_or_nothing_and_nothing_of_it_is_sent_before_it_is_durable(tmp_path, ctx):
+    """publish_many: one transaction for the group; when the journal refuses any verdict of it, none is journaled,
+    none is sent, the acquired rows stay owed, and the next group gets the seqs the failed one would have had."""
+    log, _ = quiet_log()
+    cfg = make_cfg(tmp_path)
+    with Publisher(cfg, STATION, log=log) as pub:
+        sub = subscriber(ctx, pub.pub_address, b"verdict.")
+        wait_heartbeat(sub)
+        rows = [pub.record_acquired(f"f{i:06d}", None, time.time_ns(), "test") for i in range(4)]
+        other = sqlite3.connect(cfg.journal)  # the journal refuses one frame (as a full disk would refuse all)
+        other.execute("CREATE TRIGGER refuse BEFORE INSERT ON verdicts WHEN NEW.frame_id = 'f000002' "
+                      "BEGIN SELECT RAISE(ABORT, 'refused'); END")  # fmt: skip
+        other.commit()
+        with pytest.raises(PublishError, match="f000000"):
+            pub.publish_many([(mk(i), rows[i]) for i in range(4)])
+        assert [t for t, _ in drain(sub) if t != b"heartbeat"] == []
+        assert pub.last_seq == 0 and len(pub.unfinished()) == 4
+        other.execute("DROP TRIGGER refuse")
+        other.commit()
+        other.close()
+        sent = pub.publish_many([(mk(i), rows[i]) for i in range(4)])
+        got = recv_verdicts(sub, 4)
+    assert [v.seq for v in sent] == [1, 2, 3, 4]
+    assert [Verdict.from_json(p) for _, p in got] == sent
+    with Journal(cfg.journal) as j:
+        assert j.unfinished(STATION) == [] and [r["seq"] for r in j.since(STATION, 0)] == [1, 2, 3, 4]
 
 
 def test_heartbeats_carry_last_seq_query_address_and_health(tmp_path, ctx):

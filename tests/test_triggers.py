@@ -221,7 +221,7 @@ def test_daemon_refuses_a_plaintext_trigger_beyond_loopback(tmp_path):
 
     r = subprocess.run(
         [sys.executable, "-m", "inspectd.pipeline.run", "--source", "sim:?seed=1&fps=5&size=512", "--tips", "labels",
-         "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1",
+         "--pub", "tcp://127.0.0.1:*", "--query", "tcp://127.0.0.1:*", "--metrics-port", "-1", "--verdict-log", "all",
          "--journal", str(tmp_path / "j.sqlite"), "--trigger", "tcp://0.0.0.0:*"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -19,6 +19,9 @@ class OnnxRuntimeConfig(EngineSettings):
     type: Literal["onnxruntime"] = "onnxruntime"
     threads: int = Field(2, ge=1, le=64, description="intra-op threads")
     inter_threads: int = Field(1, ge=1, le=64, description="inter-op threads")
+    spin: bool = Field(
+        True, description="intra-op threads busy-wait for work; off lets two workers with 2 threads each share 2 cores"
+    )
     optimization: Literal["all", "extended", "basic", "disabled"] = "all"
     providers: list[str] = Field(
         ["CPUExecutionProvider"], min_length=1, description="execution providers, in order of preference"
@@ -60,6 +63,9 @@ class OnnxRuntimeEngine:
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.cfg.threads
         so.inter_op_num_threads = self.cfg.inter_threads
+        if not self.cfg.spin:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.graph_optimization_level = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,

@@ -10,7 +10,9 @@ first frame is acquired (a heartbeat before the first verdict proves it).
 CPU: the daemon's process tree (main process + workers) between the first
 measured verdict and the last, from /proc; memory: peak RSS and PSS of the tree.
 Per-stage times come from the daemon's own ``verdict`` log lines (``stage_ms``
-inside the worker, ``timing_ms`` source/queue/inspect/return/publish).
+inside the worker, ``timing_ms`` source/queue/inspect/return/publish), so the
+bench runs with ``--verdict-log all`` (a line per frame, ~0.02 ms of the main
+process each; by default only ERROR/TIMEOUT verdicts get one).
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def run_daemon_case(
         "--archive-dir", str(workdir / "ng"), "--station", "BENCH",
         "--deadline-ms", f"{case.effective_deadline_ms():g}", "--workers", str(case.workers),
         "--ring-slots", str(case.ring_slots), "--overload", "timeout" if case.paced else "block",
-        "--metrics-port", "-1", "--log-level", "info", "--stop-after", str(case.frames), "--tips", "model",
+        "--metrics-port", "-1", "--log-level", "info", "--verdict-log", "all", "--stop-after", str(case.frames), "--tips", "model",
     ]  # fmt: skip
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)

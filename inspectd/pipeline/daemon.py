@@ -46,7 +46,6 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 
 from inspectd.config import Config, ConfigError, load_config
@@ -63,6 +62,7 @@ from inspectd.pipeline.signals import Signals
 from inspectd.pipeline import recovery, startup
 from inspectd.pipeline.startup import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from inspectd.pipeline.supervisor import WorkerPool, WorkerState
+from inspectd.pipeline.waitset import WaitSet
 from inspectd.pipeline.workers import default_detector_factory
 from inspectd.publish.journal_space import journal_space_problem
 from inspectd.publish.publisher import Publisher, PublishError
@@ -135,6 +135,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self._waitset = WaitSet()
         self.archiver: NgArchiver | None = None
         self._publish_failing_since: float | None = None
         self._last_health = 0.0
@@ -280,6 +281,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
                 e.ng_image = None
             self.ring.close()
         self.metrics.close()
+        self._waitset.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -326,7 +328,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
     def _wait(self, timeout: float) -> None:
         objs = self.pool.wait_objects() if self.pool else {}
         try:
-            ready = mp_wait([*objs.keys(), self._wake_r], timeout)
+            ready = self._waitset.wait([*objs.keys(), self._wake_r], timeout)
         except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
             return
         for obj in ready:

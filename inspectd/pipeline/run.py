@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-restarts-per-min", type=int)
     p.add_argument("--metrics-port", type=int, help="-1 disables")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--verdict-log", choices=["problems", "all"], help="a `verdict` log line per ERROR/TIMEOUT or per frame")
     p.add_argument("--tips", default="model", help="model | labels (oracle) | MODULE:FACTORY")
     p.add_argument("--stop-after", type=int)
     p.add_argument("--exit-at-end", action="store_true")
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline.overload": a.overload,
         "pipeline.max_restarts_per_min": a.max_restarts_per_min,
         "observability.log_level": a.log_level,
+        "observability.verdict_log": a.verdict_log,
     }
     if a.metrics_port is not None:
         overrides["observability.metrics_port"] = None if a.metrics_port < 0 else a.metrics_port
