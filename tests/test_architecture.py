@@ -33,7 +33,7 @@ LAYERS: list[set[str]] = [
     {"sim"},
     {"imaging"},
     {"frames"},
-    {"config", "verdict", "observability", "forking"},
+    {"config", "verdict", "observability", "forking", "osthread"},
     {"backends"},  # below config: the station file's [engine] table is the backends' own configs
     {"nets"},
 ]

@@ -23,10 +23,11 @@ MARKER = ".complete"
 
 
 def cache_root(explicit: Path | None = None) -> Path:
+    """Absolute: the daemon and naive-loop subprocesses run in their own working directories."""
     if explicit is not None:
-        return Path(explicit)
+        return Path(explicit).resolve()
     env = os.environ.get("INSPECTD_BENCH_CACHE")
-    return Path(env) if env else DEFAULT_CACHE
+    return Path(env).resolve() if env else DEFAULT_CACHE.resolve()
 
 
 def sim_options(size: int, bit_depth: int):

@@ -154,6 +154,23 @@ def proc_cpu_s(pid: int) -> float | None:
     return (int(f[11]) + int(f[12])) / CLK_TCK
 
 
+def proc_threads_cpu_s(pid: int) -> dict[str, float]:
+    """utime + stime per thread name (the kernel's comm: inspectd names its threads, osthread.py), seconds."""
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        st = _read(f"/proc/{pid}/task/{tid}/stat")
+        if not st or ")" not in st:
+            continue
+        name = st[st.index("(") + 1 : st.rindex(")")]
+        f = st[st.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(f[11]) + int(f[12])) / CLK_TCK
+    return out
+
+
 def proc_rss_mb(pid: int) -> float:
     st = _read(f"/proc/{pid}/statm").split()
     return int(st[1]) * PAGE / 2**20 if len(st) > 1 else 0.0
@@ -170,6 +187,7 @@ class TreeSample:
     cpu_s: dict[int, float]
     machine_busy: int
     machine_total: int
+    root_threads: dict[str, float] = field(default_factory=dict)  # the root process's CPU s per thread name
 
 
 @dataclass
@@ -184,6 +202,7 @@ class TreeMonitor:
     root: int
     pids: list[int] = field(default_factory=list)
     last_cpu: dict[int, float] = field(default_factory=dict)
+    last_threads: dict[str, float] = field(default_factory=dict)  # the root's threads (an ended one keeps its last)
     peak_rss_mb: float = 0.0
     peak_pss_mb: float = 0.0
 
@@ -201,7 +220,8 @@ class TreeMonitor:
             self.peak_rss_mb = max(self.peak_rss_mb, sum(proc_rss_mb(p) for p in self.pids))
             self.peak_pss_mb = max(self.peak_pss_mb, sum(proc_pss_mb(p) for p in self.pids))
         busy, total = machine_ticks()
-        return TreeSample(time.monotonic(), dict(self.last_cpu), busy, total)
+        self.last_threads.update(proc_threads_cpu_s(self.root))
+        return TreeSample(time.monotonic(), dict(self.last_cpu), busy, total, dict(self.last_threads))
 
 
 def utilisation(a: TreeSample, b: TreeSample, cores: int, root: int | None = None) -> dict:
@@ -218,6 +238,11 @@ def utilisation(a: TreeSample, b: TreeSample, cores: int, root: int | None = Non
         main_s = b.cpu_s.get(root, 0.0) - a.cpu_s.get(root, 0.0)
         out["main_cpu_pct"] = round(100.0 * main_s / wall / cores, 1)
         out["workers_cpu_pct"] = round(100.0 * (tree_s - main_s) / wall / cores, 1)
+        out["main_threads_pct"] = {  # which thread of the main process: loop ("python"), acquire, archive, pub ...
+            name: round(100.0 * (sec - a.root_threads.get(name, 0.0)) / wall / cores, 2)
+            for name, sec in sorted(b.root_threads.items())
+            if sec - a.root_threads.get(name, 0.0) > 0
+        }
     return out
 
 

@@ -120,6 +120,9 @@ def summarize_daemon(raw: dict, warmup: int) -> dict:
         "workers_cpu_pct": cpu.get("workers_cpu_pct"),
         "cpu_ms_per_frame": _cpu_ms_per_frame(cpu.get("cpu_pct"), fps, raw["cores"]),
         "main_cpu_ms_per_frame": _cpu_ms_per_frame(cpu.get("main_cpu_pct"), fps, raw["cores"]),
+        "main_threads_ms_per_frame": {
+            name: _cpu_ms_per_frame(pct, fps, raw["cores"]) for name, pct in (cpu.get("main_threads_pct") or {}).items()
+        },
         "peak_rss_mb": raw["peak_rss_mb"],
         "peak_pss_mb": raw["peak_pss_mb"],
         "stage_ms": _stage_medians([e["stage_ms"] for e in ev], STAGES),
@@ -143,9 +146,10 @@ def median_of(runs: list[dict]) -> dict:
     for k in ("fps", "p99_ms"):
         vals = [r[k] for r in runs if r.get(k) is not None]
         out[f"{k}_range"] = [min(vals), max(vals)] if vals else None
-    for part in ("stage_ms", "timing_ms"):
-        keys = sorted({k for r in runs for k in r[part]})
-        out[part] = {k: round(float(np.median([r[part][k] for r in runs if k in r[part]])), 2) for k in keys}
+    for part in ("stage_ms", "timing_ms", "main_threads_ms_per_frame"):
+        keys = sorted({k for r in runs for k in (r.get(part) or {}) if r[part][k] is not None})
+        out[part] = {k: round(float(np.median([r[part][k] for r in runs if (r.get(part) or {}).get(k) is not None])), 2)
+                     for k in keys}  # fmt: skip
     tot: Counter = Counter()
     for r in runs:
         tot.update(r["results"])

@@ -32,6 +32,7 @@ from inspectd.frames import Frame, FrameReadError
 from inspectd.pipeline.entry import Entry
 from inspectd.pipeline.shm_ring import FrameRing, FrameTooLarge
 from inspectd.sources import EndOfStream, FrameSource
+from inspectd.osthread import named_thread
 
 __all__ = ["Acquired", "Acquisition", "Kind"]
 
@@ -105,7 +106,7 @@ class Acquisition:
         return self._thread is not None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="inspectd-acquire", daemon=True)
+        self._thread = named_thread(self._main, "inspectd-acquire")
         self._thread.start()
 
     def stop(self) -> None:

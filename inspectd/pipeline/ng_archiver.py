@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import threading
 
 import numpy as np
 
@@ -20,17 +19,19 @@ from inspectd.imaging.window import to_8bit
 from inspectd.observability import Metrics
 from inspectd.publish.archive import NgArchive
 from inspectd.verdict import Verdict
+from inspectd.osthread import named_thread
 
 __all__ = ["NgArchiver"]
 
 ARCHIVE_QUEUE = 4
+ARCHIVE_NICE = 10  # the writer compresses in the CPU the inspection workers leave (osthread.py)
 
 
 class NgArchiver:
     def __init__(self, archive: NgArchive, metrics: Metrics, log):
         self.archive, self.metrics, self.log = archive, metrics, log
         self._q: queue.Queue = queue.Queue(maxsize=ARCHIVE_QUEUE)
-        self._thread = threading.Thread(target=self._main, name="inspectd-archive", daemon=True)
+        self._thread = named_thread(self._main, "inspectd-archive", nice=ARCHIVE_NICE)
 
     def start(self) -> None:
         self._thread.start()

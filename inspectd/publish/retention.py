@@ -11,14 +11,16 @@ import threading
 import time
 
 from inspectd.publish.journal import Journal, JournalError, Synchronous
+from inspectd.osthread import named_thread
 
 
 def retention_thread(
     journal_path, *, synchronous: Synchronous, keep_s: float, interval_s: float, stop: threading.Event, metrics, log
 ) -> threading.Thread:
     """The ``inspectd-retention`` daemon thread running `run_retention` (not started)."""
-    return threading.Thread(
-        target=run_retention,
+    return named_thread(
+        run_retention,
+        "inspectd-retention",
         args=(journal_path,),
         kwargs={
             "synchronous": synchronous,
@@ -28,8 +30,6 @@ def retention_thread(
             "metrics": metrics,
             "log": log,
         },
-        name="inspectd-retention",
-        daemon=True,
     )
 
 

@@ -20,6 +20,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from inspectd.config import PublishConfig
 from inspectd.publish.errors import PublishError
 from inspectd.publish.keys import CurveKeyError, check_clients_dir, load_secret
+from inspectd.osthread import named_thread
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -104,7 +105,7 @@ def start_socket_thread(name: str, target, threads: list[threading.Thread]) -> s
     socket and puts the endpoint, or the exception that stopped it, on `ready`.
     """
     ready: queue.SimpleQueue = queue.SimpleQueue()
-    t = threading.Thread(target=target, args=(ready,), name=name, daemon=True)
+    t = named_thread(target, name, args=(ready,))
     t.start()
     threads.append(t)
     try:

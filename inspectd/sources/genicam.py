@@ -65,6 +65,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from inspectd.frames import Frame, FrameReadError, Sidecar
+from inspectd.osthread import named_thread
 from inspectd.sources.base import Pacer, SourceConfigBase, SourceError
 from inspectd.sources.genicam_device import Connection, DeviceLost, GenicamHealth, IncompleteBuffer
 from inspectd.sources.genicam_nodes import ENV_PATH, find_producers
@@ -261,9 +262,7 @@ class GenicamSource:
         self._attempt = 0
         self._next_attempt = time.monotonic() + RECONNECT_FIRST_S
         self.log.warning("genicam_lost", device=conn.device, msg=why)
-        self._reconnector = threading.Thread(
-            target=self._reconnect_loop, args=(conn,), name="inspectd-genicam-reconnect", daemon=True
-        )
+        self._reconnector = named_thread(self._reconnect_loop, "inspectd-genicam-reconnect", args=(conn,))
         self._reconnector.start()
         return DeviceLost(f"genicam {conn.device}: device lost ({why}); reconnecting")
 
