@@ -24,7 +24,7 @@ $(VENV)/.core: pyproject.toml
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: $(VENV)/.core
-	$(BIN)/python -m pip install -q -e '.[test,train,genicam,bench]'
+	$(BIN)/python -m pip install -q -e '.[test,train,genicam,bench,gpu]'
 	touch $@
 
 demo: core

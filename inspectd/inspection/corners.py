@@ -65,23 +65,32 @@ def _check(img8: np.ndarray) -> np.ndarray:
     return img8
 
 
-def detect_oriented_corners(img8: np.ndarray, cfg: CornerConfig) -> tuple[np.ndarray, np.ndarray]:
-    """OFAST corners and their angles; see the module docstring for the contract."""
-    img8 = _check(img8)
+def work_image(img8: np.ndarray, cfg: CornerConfig) -> tuple[np.ndarray | None, float, float]:
+    """The image the detector runs on (scaled to `work_size` when set) and the full/work scale (fx, fy);
+    None when it is too small to hold a corner (shared by the CPU and CUDA paths)."""
     h, w = img8.shape
     if min(h, w) < 2 * _PATCH + 3:
-        return _empty()
+        return None, 1.0, 1.0
     work = img8
     fx = fy = 1.0
     if cfg.work_size and max(h, w) > cfg.work_size:
         s = cfg.work_size / max(h, w)
         ww, wh = max(1, round(w * s)), max(1, round(h * s))
         if min(ww, wh) < 2 * _PATCH + 3:
-            return _empty()
+            return None, 1.0, 1.0
         work = cv2.resize(img8, (ww, wh), interpolation=cv2.INTER_AREA)
         fx, fy = w / ww, h / wh
     if not work.flags["C_CONTIGUOUS"]:
         work = np.ascontiguousarray(work)
+    return work, fx, fy
+
+
+def detect_oriented_corners(img8: np.ndarray, cfg: CornerConfig) -> tuple[np.ndarray, np.ndarray]:
+    """OFAST corners and their angles; see the module docstring for the contract."""
+    img8 = _check(img8)
+    work, fx, fy = work_image(img8, cfg)
+    if work is None:
+        return _empty()
     orb = cv2.ORB_create(
         nfeatures=int(cfg.n),
         scaleFactor=1.2,
