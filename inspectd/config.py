@@ -68,6 +68,10 @@ class CornerConfig(_Strict):
     # Work image for the detector: the long side is scaled to this many pixels
     # (0 = full resolution). Corners are mapped back to full-frame pixels.
     work_size: int = Field(0, ge=0)
+    backend: Literal["opencv", "cuda"] = Field("opencv", description="cuda: numba-cuda kernels (the gpu extra)")
+    on_unavailable: Literal["error", "opencv"] = Field(
+        "error", description="backend cuda without a usable GPU: refuse to start, or use OpenCV (warning + metric)"
+    )
 
 
 class RoiConfig(_Strict):

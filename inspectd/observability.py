@@ -161,6 +161,9 @@ class Metrics:
         self.ring_free = Gauge("inspectd_ring_free_slots", "free shared-memory frame slots", registry=r)
         self.workers_alive = Gauge("inspectd_workers_alive", "inspection workers up and ready", registry=r)
         self.worker_crashes = Counter("inspectd_worker_crashes", "inspection workers that died", registry=r)
+        self.corner_fallbacks = Counter(
+            "inspectd_corner_backend_fallbacks", "workers that run OpenCV corners because CUDA could not", registry=r
+        )
         self.worker_restarts = Counter("inspectd_worker_restarts", "inspection workers restarted", registry=r)
         self.source_errors = Counter("inspectd_source_errors", "exceptions raised by the source", registry=r)
         self.publish_failures = Counter("inspectd_publish_failures", "publisher.publish raised (retried)", registry=r)

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import zmq
 
+from inspectd.config import CornerConfig
 from inspectd.sim import SimOptions
 from inspectd.sim.dump import simulate_dump
 
@@ -756,3 +757,52 @@ def test_the_loops_wait_set_follows_objects_that_come_and_go():
         ws.close()
         for fd in (r1, w1):
             os.close(fd)
+
+
+def _corners_cfg(tmp_path: Path, on_unavailable: str) -> Path:
+    p = tmp_path / "station.toml"
+    p.write_text(f'[corners]\nbackend = "cuda"\non_unavailable = "{on_unavailable}"\n')
+    return p
+
+
+def test_cuda_corners_without_a_gpu_refuse_to_start_with_the_reason(tmp_path):
+    """Issue #19 item 6: [corners] backend = "cuda" where it cannot run (no numba-cuda or no GPU, as on CI) is
+    a clear error at start, not OpenCV numbers under a CUDA label and not a restart loop."""
+    cc = pytest.importorskip("inspectd.inspection.corner_backends")
+    from inspectd.inspection.corners_cuda import cuda_available
+
+    if cuda_available()[0]:
+        pytest.skip("a GPU is usable here: nothing falls back")
+    d = Daemon(tmp_path, "--config", str(_corners_cfg(tmp_path, "error")), "--source", "sim:?seed=1&fps=5&size=512",
+               "--journal", str(tmp_path / "j.sqlite"), "--archive-dir", str(tmp_path / "ng"), "--tips", "labels")  # fmt: skip
+    assert d.proc.wait(timeout=60) == 1
+    failed = d.event("daemon_failed", 10)
+    assert "cannot start" in failed["msg"] and 'backend = "cuda"' in failed["msg"] and "on_unavailable" in failed["msg"]
+    assert d.all("worker_restarted") == [] and d.event("daemon_exit", 10)["frames"] == 0
+    with pytest.raises(cc.CornerBackendUnavailable, match="on_unavailable"):  # replay and the bench choose alike
+        cc.choose_corner_backend(CornerConfig(backend="cuda"))
+
+
+def test_cuda_corners_fall_back_to_opencv_when_allowed_and_say_so(tmp_path, dump):
+    from inspectd.inspection.corners_cuda import cuda_available
+
+    if cuda_available()[0]:
+        pytest.skip("a GPU is usable here: nothing falls back")
+    d = Daemon(tmp_path, "--config", str(_corners_cfg(tmp_path, "opencv")), "--source", f"replay:{dump}?fps=10",
+               "--journal", str(tmp_path / "j.sqlite"), "--archive-dir", str(tmp_path / "ng"), "--tips", "labels",
+               "--workers", "2")  # fmt: skip
+    try:
+        addr = d.addresses()
+        d.wait_for(lambda e: e.get("event") == "verdict" and e["seq"] >= 5, 60, "5 verdicts")
+        with urllib.request.urlopen(addr["metrics"], timeout=5) as r:
+            metrics = r.read().decode()
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+    finally:
+        d.close()
+    assert "inspectd_corner_backend_fallbacks_total 2.0" in metrics
+    warned = [e for e in d.all("corner_backend_fallback") if e.get("proc") == "main"]
+    assert len(warned) == 2 and all(e["running"] == "opencv" and "CUDA" in e["msg"] for e in warned)
+    assert all(e["corners"] == "opencv" for e in d.all("worker_ready") if e.get("proc") == "main")
+    vs = d.all("verdict")
+    assert len(vs) >= 5 and {e["result"] for e in vs} <= {"OK", "NG"}  # every frame found its stack on OpenCV corners

@@ -57,7 +57,7 @@ def test_stage_bug_becomes_internal_error(monkeypatch):
     from inspectd.inspection import stages
 
     # a detector that crashes needs a located stack to be reached
-    monkeypatch.setattr(stages, "locate", lambda img8, cfg: (np.zeros((0, 3), np.float32), _FakeRoi()))
+    monkeypatch.setattr(stages, "locate", lambda img8, cfg, backend=None: (np.zeros((0, 3), np.float32), _FakeRoi()))
     v = Inspector(Config(), Broken()).inspect(Frame("f", np.zeros((64, 64), np.uint8)), seq=1).verdict
     assert v.result is Result.ERROR and v.reasons[0].code is ReasonCode.INTERNAL
     assert "stage detect failed: ZeroDivisionError: boom" in v.reasons[0].message

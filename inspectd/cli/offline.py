@@ -88,10 +88,15 @@ def replay(
             "an X-ray-PBD img/ folder or an images/ + labels/ pair (docs/contracts.md §3)"
         )
     check_tips(tips)
+    from inspectd.inspection.corner_backends import CornerBackendUnavailable
+
     detector = LabelOracle() if tips == "labels" else load_model_or_exit(cfg, "replay")
-    with progress() as prog:
-        task = prog.add_task("replaying", total=total)
-        summary = replay_dump(dump_dir, cfg, detector, out_path, overlays, on_frame=lambda _i: prog.advance(task))
+    try:
+        with progress() as prog:
+            task = prog.add_task("replaying", total=total)
+            summary = replay_dump(dump_dir, cfg, detector, out_path, overlays, on_frame=lambda _i: prog.advance(task))
+    except CornerBackendUnavailable as e:
+        raise fail(str(e)) from None
     out.print(f"{summary.frames} frames from {dump_dir} in {summary.seconds:.1f} s")
     table = Table()
     table.add_column("result")

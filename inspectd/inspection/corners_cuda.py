@@ -167,13 +167,17 @@ if cuda is not None:
 
 
 class CudaCorners:
-    """`detect_oriented_corners` / `detect_corners` (corners.py's contract) with the per-pixel work on the GPU."""
+    """`detect_oriented_corners` / `detect_corners` (corners.py's contract) with the per-pixel work on the GPU.
 
-    def __init__(self, cfg: CornerConfig):
+    `cfg` is the default; each call may pass its own (the ROI search retries with lower thresholds)."""
+
+    name = "cuda"
+
+    def __init__(self, cfg: CornerConfig | None = None):
         ok, why = cuda_available()
         if not ok:
             raise RuntimeError(f"CUDA corners unavailable: {why}")
-        self.cfg = cfg
+        self.cfg = cfg or CornerConfig()
         self._umax = cuda.to_device(ofast.umax().astype(np.int32))
         self._cx = cuda.to_device(_CX)
         self._cy = cuda.to_device(_CY)
@@ -186,11 +190,12 @@ class CudaCorners:
             self._counter = cuda.device_array(1, np.int32)
             self._shape = shape
 
-    def detect_oriented_corners(self, img8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect_oriented_corners(self, img8: np.ndarray, cfg: CornerConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
         from inspectd.inspection.corners import _check, _empty, work_image
 
+        cfg = cfg or self.cfg
         img8 = _check(img8)
-        work, fx, fy = work_image(img8, self.cfg)
+        work, fx, fy = work_image(img8, cfg)
         if work is None:
             return _empty()
         h, w = work.shape
@@ -198,14 +203,14 @@ class CudaCorners:
         d_img = cuda.to_device(np.ascontiguousarray(work))
         tpb = (16, 16)
         grid = ((w + 15) // 16, (h + 15) // 16)
-        _fast[grid, tpb](d_img, np.int32(min(max(int(self.cfg.fast_threshold), 0), 255)), self._cx, self._cy, self._scores)
+        _fast[grid, tpb](d_img, np.int32(min(max(int(cfg.fast_threshold), 0), 255)), self._cx, self._cy, self._scores)
         self._counter.copy_to_device(np.zeros(1, np.int32))
         _nms[grid, tpb](self._scores, np.int32(_EDGE), self._kps, self._counter)
         k = int(min(self._counter.copy_to_host()[0], _MAX_KPS))
         if k == 0:
             return _empty()
         kps = self._kps[:k].copy_to_host().astype(np.int64)
-        n = int(self.cfg.n)
+        n = int(cfg.n)
         kps = kps[ofast.retain_best(kps[:, 2], 2 * n)]
         d_xy = cuda.to_device(np.ascontiguousarray(kps[:, :2].astype(np.int32)))
         d_resp = cuda.device_array(len(kps), np.float32)
@@ -226,5 +231,5 @@ class CudaCorners:
             arr[:, 1] = (arr[:, 1] + 0.5) * fy - 0.5
         return np.ascontiguousarray(arr, dtype=np.float32), ang
 
-    def detect_corners(self, img8: np.ndarray) -> np.ndarray:
-        return self.detect_oriented_corners(img8)[0]
+    def detect_corners(self, img8: np.ndarray, cfg: CornerConfig | None = None) -> np.ndarray:
+        return self.detect_oriented_corners(img8, cfg)[0]

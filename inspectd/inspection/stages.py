@@ -20,7 +20,8 @@ from inspectd.imaging.region import Roi
 from inspectd.imaging.window import to_8bit
 from inspectd.inspection import line_end
 from inspectd.inspection.corner_select import select_tip_corners
-from inspectd.inspection.corners import detect_corners, detect_oriented_corners, refine_subpix
+from inspectd.inspection.corner_backends import CornerBackend, OpenCvCorners
+from inspectd.inspection.corners import refine_subpix
 from inspectd.inspection.confidence import assess, gate_reason, limits, no_plausible_stack
 from inspectd.inspection.correction import correct_tips
 from inspectd.inspection.layer_slope import front_points
@@ -57,16 +58,18 @@ def preprocess(frame: Frame) -> np.ndarray:
     return to_8bit(frame.image, frame.bit_depth)
 
 
-def locate(img8: np.ndarray, cfg: Config) -> tuple[np.ndarray, Roi]:
+def locate(img8: np.ndarray, cfg: Config, backend: CornerBackend | None = None) -> tuple[np.ndarray, Roi]:
     """Corners (paper §2.1) and the ROI around the tips; StageError(NO_STACK) if none.
 
     Tries the corner passes of `corner_attempts` in turn, so a hard frame costs
-    a few ms more instead of an ERROR (a good cell thrown away).
+    a few ms more instead of an ERROR (a good cell thrown away). `backend`:
+    where the corners are found (inspection/corner_backends.py; OpenCV if None).
     """
 
+    backend = backend or OpenCvCorners()
     corners = np.zeros((0, 3), np.float32)
     for ccfg in corner_attempts(cfg.corners, img8.shape):
-        corners = detect_corners(img8, ccfg)
+        corners = backend.detect_corners(img8, ccfg)
         roi = find_roi(img8, corners, cfg.roi)
         if roi is not None:
             return corners, roi
@@ -99,7 +102,7 @@ CANDIDATE_FACTOR = 8  # the in-ROI pass detects this many times N before selecti
 CANDIDATES_MAX = 50_000
 
 
-def roi_corners(img8: np.ndarray, roi: Roi, cfg: Config) -> np.ndarray:
+def roi_corners(img8: np.ndarray, roi: Roi, cfg: Config, backend: CornerBackend | None = None) -> np.ndarray:
     """The correction's corners: OFAST again inside the ROI's tip band (padded), full-frame coordinates.
 
     Detects CANDIDATE_FACTOR x N corners (Harris top-N), ranks them by
@@ -120,7 +123,7 @@ def roi_corners(img8: np.ndarray, roi: Roi, cfg: Config) -> np.ndarray:
     band = img8[y0:y1, x0:x1]
     n_candidates = min(CANDIDATES_MAX, cc.n * CANDIDATE_FACTOR)
     ccfg = cfg.corners.model_copy(update={"n": n_candidates, "fast_threshold": cc.fast_threshold, "work_size": 0})
-    c, angles = detect_oriented_corners(band, ccfg)
+    c, angles = (backend or OpenCvCorners()).detect_oriented_corners(np.ascontiguousarray(band), ccfg)
     smooth = line_end.smoothed(band, scale) if (cc.rank == "end_contrast" or cc.snap_to_line_end) else None
     rank_by = line_end.end_contrast(smooth, c, direction, scale) if cc.rank == "end_contrast" else None
     c = select_tip_corners(
@@ -199,6 +202,7 @@ class _Work:
     result: Result | None = None
     reasons: list[Reason] = field(default_factory=list)
     fields: dict = field(default_factory=dict)
+    corner_backend: CornerBackend | None = None  # the Inspector's (OpenCV or CUDA)
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,7 @@ def _preprocess(w: _Work, cfg: Config, det: TipDetector) -> None:
 
 
 def _locate(w: _Work, cfg: Config, det: TipDetector) -> None:
-    w.corners, w.roi = locate(w.img8, cfg)
+    w.corners, w.roi = locate(w.img8, cfg, w.corner_backend)
 
 
 def _detect(w: _Work, cfg: Config, det: TipDetector) -> None:
@@ -230,7 +234,7 @@ def _detect(w: _Work, cfg: Config, det: TipDetector) -> None:
 
 def _refine(w: _Work, cfg: Config, det: TipDetector) -> None:
     if cfg.correction.enabled:
-        w.corners = roi_corners(w.img8, w.roi, cfg)
+        w.corners = roi_corners(w.img8, w.roi, cfg, w.corner_backend)
     w.tips = refine(w.raw_tips, w.corners, w.img8, cfg)
 
 
@@ -252,9 +256,10 @@ CHAIN: tuple[Stage, ...] = (
 class Inspector:
     """Runs the `CHAIN` (preprocess → locate → detect → refine → measure and judge) on one frame."""
 
-    def __init__(self, cfg: Config, detector: TipDetector):
+    def __init__(self, cfg: Config, detector: TipDetector, corners: CornerBackend | None = None):
         self.cfg = cfg
         self.detector = detector
+        self.corners = corners or OpenCvCorners()
 
     def _verdict(self, seq: int, frame_id: str, meta, result: Result, reasons: list[Reason], **fields) -> Verdict:
         return Verdict(
@@ -273,11 +278,11 @@ class Inspector:
         if isinstance(item, FrameReadError):
             reason = Reason(code=ReasonCode.UNREADABLE_FRAME, message=item.message)
             return Inspection(self._verdict(seq, item.frame_id, None, Result.ERROR, [reason]))
-        ins = self._run(item, seq, _Work(item), CHAIN)
+        ins = self._run(item, seq, _Work(item, corner_backend=self.corners), CHAIN)
         if self.cfg.station.polarity == "auto" and ins.img8 is not None and _unreadable(ins.verdict):
             # The same frame with its grey values inverted (a detector that shows layers bright): kept only
             # if it reads as a stack; the first pass's verdict otherwise, so nothing is lost by trying.
-            again = self._run(item, seq, _Work(item, img8=255 - ins.img8), CHAIN[1:])
+            again = self._run(item, seq, _Work(item, img8=255 - ins.img8, corner_backend=self.corners), CHAIN[1:])
             if again.verdict.result is not Result.ERROR:
                 again.stage_ms = {**ins.stage_ms, **{f"{k}_inverted": v for k, v in again.stage_ms.items()}}
                 return again

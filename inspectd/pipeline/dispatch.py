@@ -159,7 +159,7 @@ class Dispatching:
                     self._timeout(e, time.monotonic())
                 self._forget_if_done(e)
         elif kind == "ready":
-            _, pid, detector, warm_ms = msg
+            _, pid, detector, warm_ms, corners, fallback = msg
             h.state, h.pid, h.detector = WorkerState.READY, pid, detector
             self.model_name = detector
             self.log.info(
@@ -167,15 +167,23 @@ class Dispatching:
                 worker=h.wid,
                 pid=pid,
                 detector=detector,
+                corners=corners,
                 warm_ms=round(warm_ms, 1),
                 generation=h.generation,
             )
+            if fallback:  # [corners] backend = "cuda" could not run there; on_unavailable = "opencv" allowed it
+                self.metrics.corner_fallbacks.inc()
+                self.log.warning("corner_backend_fallback", worker=h.wid, asked="cuda", running=corners, msg=fallback)
             if detector == "none":
                 self.log.warning(
                     "no_tip_detector", worker=h.wid, msg="no tip detector: frames get ERROR DETECTION_UNAVAILABLE"
                 )
         elif kind == "fatal":
             self.log.error("worker_fatal", worker=h.wid, pid=h.pid, msg=msg[1])
+            if h.state == WorkerState.STARTING and h.generation == 0:
+                # the first start cannot work at all (a corner backend that cannot run, ...): restarting
+                # would only fail the same way, so stop now with the worker's reason
+                self.fail(f"worker {h.wid} cannot start: {msg[1]}")
 
     def _on_result(self, h: WorkerHandle, acq: int, verdict_json, stage_ms: dict, t0: float, t1: float) -> None:
         h.current = None

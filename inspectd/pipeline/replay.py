@@ -11,6 +11,7 @@ from pathlib import Path
 from inspectd.config import Config
 from inspectd.frames import iter_dump, list_dump
 from inspectd.imaging.overlay import write_overlay
+from inspectd.inspection.corner_backends import choose_corner_backend
 from inspectd.inspection.stages import Inspection, Inspector
 from inspectd.tips.detector import TipDetector
 
@@ -34,7 +35,7 @@ def replay_dump(
     on_frame: Callable[[Inspection], None] | None = None,
 ) -> ReplaySummary:
     """Inspect every frame of `dump`; write verdicts as JSON lines to `out` (if given)."""
-    inspector = Inspector(cfg, detector)
+    inspector = Inspector(cfg, detector, choose_corner_backend(cfg.corners).backend)
     summary = ReplaySummary(out=out, overlays=overlays)
     t0 = time.perf_counter()
     if out is not None:

@@ -12,10 +12,11 @@ Messages, parent -> worker:
     ("recipe", recipe_json)            frames after it are judged with the new recipe
     ("stop",)                          finish and exit 0
 worker -> parent:
-    ("ready", pid, detector_name, warm_ms)
+    ("ready", pid, detector_name, warm_ms, corners_backend, corners_fallback_reason_or_None)
     ("result", acq, verdict_json, stage_ms, t_start_mono, t_end_mono)
     ("skipped", acq)                   its deadline had passed before it started (the parent already timed it out)
-    ("fatal", message)                 cannot work at all (ring missing); the worker exits 3
+    ("fatal", message)                 cannot work at all (ring missing, the corner backend asked for cannot
+                                       run and no fallback is allowed); the worker exits 3
 
 The pixels stay in the shared-memory ring: the worker wraps the slot in a
 read-only ndarray (zero-copy) for the length of one inspection.
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from inspectd.backends import engine_config
 from inspectd.config import Config, RecipeConfig
 from inspectd.frames import Frame, Sidecar
+from inspectd.inspection.corner_backends import CornerBackendUnavailable, choose_corner_backend
 from inspectd.inspection.stages import Inspector
 from inspectd.observability import configure_logging, get_logger
 from inspectd.pipeline.shm_ring import RingReader
@@ -95,7 +97,7 @@ def _warmup(inspector) -> None:
     import scipy.signal  # noqa: F401  (the ROI's layer counting; ~1 s to import)
 
     frame = sim_frame_to_frame(render_frame(0, 0, SimOptions(size=512, bit_depth=8, defect_rate=0.0)), 0, 0, "warmup")
-    Inspector(inspector.cfg, LabelOracle()).inspect(frame, 0)
+    Inspector(inspector.cfg, LabelOracle(), inspector.corners).inspect(frame, 0)
 
 
 def _die_with_parent() -> None:
@@ -145,7 +147,17 @@ def worker_main(spec: WorkerSpec, conn) -> None:
     except Exception as e:
         log.error("detector_load_failed", msg=f"{type(e).__name__}: {e}")
         detector = NoDetector(f"tip detector failed to load: {type(e).__name__}: {e}")
-    inspector = Inspector(cfg, detector)
+    try:
+        corners = choose_corner_backend(cfg.corners)
+    except CornerBackendUnavailable as e:
+        log.error("worker_fatal", msg=str(e))
+        try:
+            conn.send(("fatal", str(e)))
+        finally:
+            os._exit(3)
+    if corners.fallback_reason:
+        log.warning("corner_backend_fallback", asked="cuda", running="opencv", msg=corners.fallback_reason)
+    inspector = Inspector(cfg, detector, corners.backend)
     try:
         _warmup(inspector)
     except Exception as e:  # warm-up is an optimisation; a failure here shows on real frames too
@@ -153,7 +165,7 @@ def worker_main(spec: WorkerSpec, conn) -> None:
     warm_ms = (time.perf_counter() - t0) * 1000.0
     log.info("worker_ready", detector=detector.name, warm_ms=round(warm_ms, 1))
     try:
-        conn.send(("ready", os.getpid(), detector.name, warm_ms))
+        conn.send(("ready", os.getpid(), detector.name, warm_ms, corners.backend.name, corners.fallback_reason))
         while True:
             try:
                 msg = conn.recv()
