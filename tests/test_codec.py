@@ -249,3 +249,50 @@ def test_stray_back_cathodes_are_dropped_a_pulled_back_one_is_kept(o):
     for stray in (stray_in_slot, stray_beyond):
         assert not np.any(np.all(np.isclose(kept_c, stray), axis=1))
     assert kept.shape[1] == 3  # scores travel with the points
+
+
+def test_pitch_candidates_include_the_layers_period_when_a_slow_modulation_is_stronger():
+    """guanyu-tip 20220905-09-25-09: the strongest row period in the ROI was a 79.5 px modulation across the
+    stack, implausible for the frame, and the size rule gave 15.4 px for 8.7 px layers (tiles at half scale,
+    25/38 anodes missed). The candidates the model then chooses between hold the layers' period; a frame
+    the periodicity settles has one candidate."""
+    from inspectd.imaging.canonical import Orientation
+    from inspectd.imaging.region import Roi
+    from inspectd.tips.crop import InputSpec, pitch_candidates
+
+    h, w = 864, 1536
+    y = np.arange(h)[:, None].astype(np.float32)
+    pitch = 8.7
+    stripes = 30 * np.exp(-((np.mod(y, pitch)) ** 2) / 2.0) + 15 * np.exp(-((np.mod(y + pitch / 2, pitch) - pitch / 2) ** 2) / 2)
+    roi = Roi(400, 200, 700, 680, orientation=Orientation.RIGHT)
+    spec = InputSpec()
+    noise = np.random.default_rng(1).normal(0, 2, (h, w))
+    for slow_amp, n_expected in ((70.0, None), (0.0, 1)):
+        img = np.repeat(150 - stripes + slow_amp * np.sin(2 * np.pi * y / 79.5), w, axis=1)
+        img = np.clip(img + noise, 0, 255).astype(np.uint8)
+        cands = pitch_candidates(img, roi, spec)
+        if n_expected == 1:
+            assert len(cands) == 1 and cands[0][1] == "estimate" and cands[0][0] == pytest.approx(pitch, rel=0.03)
+        else:
+            assert cands[0][1] == "size" and cands[0][0] == pytest.approx(15.36)
+            assert any(src == "band" and p == pytest.approx(pitch, rel=0.03) for p, src in cands), cands
+
+    # and detect_tips runs the model at each candidate, keeping the one whose tips it is surest of
+    from inspectd.tips.codec import HeatmapCodec
+    from inspectd.tips.infer import detect_tips
+
+    img = np.clip(np.repeat(150 - stripes + 70 * np.sin(2 * np.pi * y / 79.5), w, axis=1) + noise, 0, 255)
+    img = img.astype(np.uint8)
+    cands = pitch_candidates(img, roi, spec)
+    seen = []
+
+    def fake_infer(batch):  # confident peaks only at the tile scale of the layers' pitch
+        seen.append(batch.shape)
+        hm = np.zeros((batch.shape[0], 2, batch.shape[2] // 2, batch.shape[3] // 2), np.float32)
+        level = 0.9 if len(seen) == 2 else 0.7  # candidate 2 is the band's (8.7 px)
+        hm[:, :, 10:120:6, 60] = level
+        return hm
+
+    ft = detect_tips(fake_infer, img, roi, spec, HeatmapCodec(threshold=0.5))
+    assert len(seen) == len(cands) >= 2
+    assert ft.plan.pitch_source == f"band/{len(cands)} tried" and ft.plan.pitch == pytest.approx(pitch, rel=0.03)

@@ -135,7 +135,7 @@ class CropPlan:
     orientation: Orientation
     frame_shape: tuple[int, int]
     pitch: float  # same-class pitch, canonical px
-    pitch_source: str  # "estimate" | "size" | "labels"
+    pitch_source: str  # "estimate" | "size" | "labels" | "given" | "band" | "strongest" (+ "/N tried", infer.py)
     scale: float  # input px per canonical px
     tiles: list[Tile] = field(default_factory=list)
 
@@ -285,9 +285,39 @@ def pitch_for(img8: np.ndarray, roi, spec: InputSpec) -> tuple[float, str]:
     return p, "estimate"
 
 
-def make_batch(img8: np.ndarray, roi, spec: InputSpec, pitch: float | None = None) -> tuple[np.ndarray, CropPlan]:
+def pitch_candidates(img8: np.ndarray, roi, spec: InputSpec) -> list[tuple[float, str]]:
+    """The pitch to tile at, or when the image does not settle it, the candidates to try (tips/infer.py).
+
+    One candidate when the row periodicity gives a plausible pitch. Otherwise
+    (11 % of held-out simulator frames, 1 of the 52 real ones) the size rule
+    first, then the strongest period within the band the size rule allows,
+    then the strongest period overall if it lies within `pitch_bounds`: on
+    guanyu-tip 20220905-09-25-09 the strongest period was a 79.5 px modulation
+    across the stack, the size rule said 15.4 px, the layers repeat every
+    8.7 px, and the band's strongest period is 9.2 px.
+    """
+    p0, src = pitch_for(img8, roi, spec)
+    if src != "size" or spec.scale_rule == "size":
+        return [(p0, src)]
+    o = Orientation(roi.orientation)
+    canon = to_canonical(img8, o)
+    box_c = box_to_canonical((roi.x0, roi.y0, roi.x1, roi.y1), o, img8.shape[:2])
+    lo, hi = spec.size_ratio_bounds
+    out = [(p0, "size")]
+    band = (max(spec.pitch_bounds[0], lo * p0), min(spec.pitch_bounds[1], hi * p0))
+    p_band, _ = estimate_pitch(canon, box_c, band) if band[0] < band[1] else (None, 0.0)
+    p_all, _ = estimate_pitch(canon, box_c, spec.pitch_bounds)
+    for p, name in ((p_band, "band"), (p_all, "strongest")):
+        if p is not None and all(abs(p - q) > 0.05 * q for q, _ in out):
+            out.append((float(p), name))
+    return out
+
+
+def make_batch(
+    img8: np.ndarray, roi, spec: InputSpec, pitch: float | None = None, source: str = "given"
+) -> tuple[np.ndarray, CropPlan]:
     """Network input (B, 1, h, w) float32 for the tiles over `roi`, and the plan to map results back."""
-    src = "given"
+    src = source
     if pitch is None:
         pitch, src = pitch_for(img8, roi, spec)
     o = Orientation(roi.orientation)
