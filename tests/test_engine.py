@@ -95,6 +95,45 @@ def test_torch_engine_matches_onnxruntime(tiny_onnx):
     assert np.abs(te.infer(x) - oe.infer(x)).max() < 1e-4
 
 
+def test_torch_gpu_options_are_refused_on_the_cpu_and_a_missing_gpu_is_named(tiny_onnx, tmp_path):
+    """Issue #19 item 6: fp16 / CUDA graphs on the CPU are config errors; a CUDA device torch cannot see is
+    an EngineError at load naming it (never a silent CPU run under a GPU config)."""
+    torch = pytest.importorskip("torch")
+    from inspectd.backends.torch import TorchConfig, TorchEngine
+    from inspectd.config import ConfigError, load_config
+    from inspectd.tips.card import load_card
+
+    f = tmp_path / "s.toml"
+    for body in ('precision = "fp16"', "cuda_graphs = true"):
+        f.write_text(f'[engine]\ntype = "torch"\nmodel = "x.pt"\n{body}\n')
+        with pytest.raises(ConfigError, match="need device"):
+            load_config(f)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    te = TorchEngine(TorchConfig(model=Path(load_card(tiny_onnx).training["checkpoint"]), device="cuda"))
+    with pytest.raises(EngineError, match="sees no CUDA GPU"):
+        te.load()
+
+
+def test_torch_engine_on_a_gpu_fp16_and_cuda_graphs_match_the_cpu(tiny_onnx):
+    """GPU only (skipped here): fp32, fp16 and fp16 + CUDA graphs on CUDA against the CPU engine."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible to torch")
+    from inspectd.backends.torch import TorchConfig, TorchEngine
+    from inspectd.tips.card import load_card
+
+    ck = Path(load_card(tiny_onnx).training["checkpoint"])
+    cpu = TorchEngine(TorchConfig(model=ck, threads=1))
+    x = np.random.default_rng(1).standard_normal((3, 1, 128, 96)).astype(np.float32)
+    ref = cpu.infer(x)
+    for kw, tol in (({}, 1e-3), ({"precision": "fp16"}, 2e-2), ({"precision": "fp16", "cuda_graphs": True}, 2e-2)):
+        g = TorchEngine(TorchConfig(model=ck, device="cuda", **kw))
+        for _ in range(2):  # the second call replays the captured graph
+            assert np.abs(g.infer(x) - ref).max() < tol, kw
+        assert np.abs(g.infer(x[:1]) - ref[:1]).max() < tol  # another shape: another graph
+
+
 def test_hrnet_detector_plumbing(tiny_onnx):
     from inspectd.frames import Frame
     from inspectd.training.validation import roi_from_labels
