@@ -38,19 +38,33 @@ MAX_SLOPE_DEG = 12.0  # a layer turned further than this from the ROI's axis is 
 TRACE_AT = 0.3  # each anode strand is traced this fraction of the way from the cathode front to its tip
 
 
-def _strand_y(c8: np.ndarray, x: float, y: float, half: float) -> float:
-    """Row of the darkest line within +-half of y in a 3-column strip at x (darkness-weighted centroid); NaN if none."""
+def _strand_y(c8: np.ndarray, x: np.ndarray, y: np.ndarray, half: float) -> np.ndarray:
+    """Per strand, the row of the darkest line within +-half of y in a 3-column strip at x (darkness-weighted
+    centroid of the line's core); NaN where none. All strands at once: a loop over strands and steps in
+    Python was 30 of the 34 ms the measure stage took on a tall 2048² stack."""
     h, w = c8.shape
-    xi = int(round(x))
-    y0, y1 = int(math.floor(y - half)), int(math.ceil(y + half)) + 1
-    if xi < 1 or xi >= w - 1 or y0 < 0 or y1 > h or y1 - y0 < 3:
-        return float("nan")
-    prof = c8[y0:y1, xi - 1 : xi + 2].astype(np.float64).mean(axis=1)
-    dark = prof.max() - prof
-    dark = np.maximum(dark - 0.5 * dark.max(), 0.0)  # the line's core, not the background's slope
-    if dark.sum() <= 0:
-        return float("nan")
-    return float(y0 + (dark * np.arange(len(prof))).sum() / dark.sum())
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    out = np.full(len(x), np.nan)
+    xi = np.rint(x).astype(np.int64)
+    y0 = np.floor(y - half).astype(np.int64)
+    y1 = np.ceil(y + half).astype(np.int64) + 1
+    length = y1 - y0
+    idx = np.flatnonzero((xi >= 1) & (xi < w - 1) & (y0 >= 0) & (y1 <= h) & (length >= 3))
+    if len(idx) == 0:
+        return out
+    lmax = int(length[idx].max())
+    k = np.arange(lmax)
+    inwin = k[None, :] < length[idx, None]
+    rows = np.clip(y0[idx, None] + k[None, :], 0, h - 1)
+    prof = c8[rows[:, :, None], xi[idx, None, None] + np.array([-1, 0, 1])[None, None, :]].astype(np.float64)
+    prof = prof.mean(axis=2)
+    dark = np.where(inwin, np.where(inwin, prof, -np.inf).max(axis=1)[:, None] - prof, 0.0)
+    dark = np.maximum(dark - 0.5 * dark.max(axis=1)[:, None], 0.0) * inwin  # the core, not the background's slope
+    tot = dark.sum(axis=1)
+    ok = tot > 0
+    out[idx[ok]] = y0[idx[ok]] + (dark[ok] * k[None, :]).sum(axis=1) / tot[ok]
+    return out
 
 
 def _mad(v: np.ndarray) -> float:
@@ -58,29 +72,45 @@ def _mad(v: np.ndarray) -> float:
     return float(np.median(np.abs(v - np.median(v)))) if len(v) else 0.0
 
 
-def _trace(c8: np.ndarray, x: float, y: float, x_to: float, pitch: float) -> float:
-    """Follow an anode strand from its tip (x, y) back to column x_to in steps of about a pitch, each step
+def _trace(c8: np.ndarray, x: np.ndarray, y: np.ndarray, x_to: np.ndarray, pitch: float) -> np.ndarray:
+    """Follow each anode strand from its tip (x, y) back to column x_to in steps of about a pitch, each step
     searching +-0.6 pitch around where the strand's course so far predicts it; its row at x_to (NaN if lost).
-    The course is the least-squares line through the points so far, kept as running sums (a polyfit per
-    step made the measure stage 15x slower)."""
+    The course is the least-squares line through the points so far, kept as running sums; all strands step
+    together."""
     step = max(2.0, pitch)
-    n, sx, sy, sxx, sxy = 1, x, y, x * x, x * y
-    cx, cy, slope = x, y, 0.0
-    while cx - step > x_to:
-        nx = cx - step
-        ny = _strand_y(c8, nx, cy - slope * step, 0.6 * pitch)
-        if not math.isfinite(ny):
-            return float("nan")
-        n, sx, sy, sxx, sxy = n + 1, sx + nx, sy + ny, sxx + nx * nx, sxy + nx * ny
-        den = n * sxx - sx * sx
-        if n >= 3 and den > 0:
-            slope = (n * sxy - sx * sy) / den
-        cx, cy = nx, ny
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    x_to = np.asarray(x_to, np.float64)
+    n = np.ones(len(x))
+    sx, sy, sxx, sxy = x.copy(), y.copy(), x * x, x * y
+    cx, cy, slope = x.copy(), y.copy(), np.zeros(len(x))
+    alive = np.ones(len(x), bool)
+    while True:
+        act = np.flatnonzero(alive & (cx - step > x_to))
+        if len(act) == 0:
+            break
+        nx = cx[act] - step
+        ny = _strand_y(c8, nx, cy[act] - slope[act] * step, 0.6 * pitch)
+        found = np.isfinite(ny)
+        alive[act[~found]] = False
+        i, nx, ny = act[found], nx[found], ny[found]
+        n[i] += 1
+        sx[i] += nx
+        sy[i] += ny
+        sxx[i] += nx * nx
+        sxy[i] += nx * ny
+        den = n[i] * sxx[i] - sx[i] * sx[i]
+        upd = (n[i] >= 3) & (den > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            slope[i[upd]] = ((n[i] * sxy[i] - sx[i] * sy[i]) / den)[upd]
+        cx[i], cy[i] = nx, ny
     den = n * sxx - sx * sx
-    if n < 3 or den <= 0:
-        return float("nan")
-    b = (n * sxy - sx * sy) / den
-    return float((sy - b * sx) / n + b * x_to)
+    good = alive & (n >= 3) & (den > 0)
+    out = np.full(len(x), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b = (n * sxy - sx * sy) / den
+        out[good] = ((sy - b * sx) / n + b * x_to)[good]
+    return out
 
 
 def _linear_fit(slope: np.ndarray, y: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
@@ -122,7 +152,7 @@ def front_points(img8: np.ndarray, roi: Roi, anode: np.ndarray, cathode: np.ndar
     c8 = to_canonical(crop, o)
     # anodes: trace each strand where only anodes remain, extrapolate back to the front
     x_t = front + TRACE_AT * (ac[:, 0] - front)
-    y_t = np.array([_trace(c8, x, y, xt, pitch) for (x, y), xt in zip(ac[:, :2], x_t)])
+    y_t = _trace(c8, ac[:, 0], ac[:, 1], x_t, pitch)
     run = ac[:, 0] - x_t
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = np.where(run > 2.0, (ac[:, 1] - y_t) / run, np.nan)
