@@ -306,6 +306,35 @@ def test_default_pixel_format_is_the_deepest_mono_one_not_the_devices_rgba8(viky
 
 
 @needs_viky
+def test_read_into_copies_the_buffer_once_straight_into_the_given_memory(viky, sources):
+    """read_into: the pixels go from the producer's buffer into the array alloc gives (the daemon's ring
+    slot), not into a new one; an alloc that gives nothing falls back to a new array."""
+    src = sources("genicam:1?width=320&height=240&fps=100&timeout_ms=2000")
+    src.open()
+    mine = np.zeros((240, 320), np.uint8)
+    asked = []
+
+    def alloc(shape, dtype):
+        asked.append((shape, np.dtype(dtype)))
+        return mine
+
+    got = None
+    for _ in range(200):
+        got = src.read_into(0.5, alloc)
+        if got is not None:
+            break
+    assert got is not None and not isinstance(got, FrameReadError)
+    assert asked == [((240, 320), np.dtype(np.uint8))]
+    assert got.image is mine and mine.any()
+    again = None
+    for _ in range(200):
+        again = src.read_into(0.5, lambda shape, dtype: None)
+        if again is not None:
+            break
+    assert again is not None and not np.shares_memory(again.image, mine) and again.image.shape == (240, 320)
+
+
+@needs_viky
 def test_open_configure_stream_stop_reopen(viky, sources):
     src = sources("genicam:1?width=800&height=800&fps=100&timeout_ms=2000")
     src.open()

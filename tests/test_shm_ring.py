@@ -50,6 +50,24 @@ def test_write_and_zero_copy_views():
         del a, b
 
 
+def test_a_source_fills_a_slot_directly_and_writing_it_costs_no_copy():
+    """slot_array: the frame's memory in the ring for a source to fill (GenICam read_into); write() on that
+    array is a no-op copy, on any other array a real one; too large a frame gets no array."""
+    with FrameRing(2, 64 * 64 * 2) as ring:
+        slot = ring.acquire("f1")
+        arr = ring.slot_array(slot, (64, 64), np.uint16)
+        assert arr is not None and arr.flags.writeable
+        arr[:] = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+        ref = ring.write(slot, arr)
+        assert ref == SlotRef(slot, (64, 64), "<u2") and np.shares_memory(ring.view(ref), arr)
+        assert np.array_equal(ring.view(ref), np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+        other = ring.acquire("f2")
+        ref2 = ring.write(other, arr)  # another slot: copied
+        assert not np.shares_memory(ring.view(ref2), arr) and np.array_equal(ring.view(ref2), arr)
+        assert ring.slot_array(slot, (65, 64), np.uint16) is None
+        del arr
+
+
 def test_oversize_frame_is_an_error_not_a_crash():
     with FrameRing(2, 4096) as ring:
         slot = ring.acquire("big")

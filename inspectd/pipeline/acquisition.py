@@ -21,6 +21,7 @@ is told to stop sending.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -164,6 +165,7 @@ class Acquisition:
                     self._stop.wait(HOLD_POLL_S)
                     continue
                 slot = None
+                into = getattr(src, "read_into", None)
                 if self.block:  # take the slot (and backlog room) first: the source waits, nothing times out
                     with self._cap:
                         while self._backlog_full() and not self._stop.is_set():
@@ -171,8 +173,13 @@ class Acquisition:
                     slot = self.ring.acquire(n, timeout=None, stop=self._stop)
                     if slot is None:
                         continue
+                elif into is not None:  # a source that can fill a slot: hold a free one, if any, while it reads
+                    slot = self.ring.acquire(n, timeout=0.0)
                 try:
-                    item = src.read(READ_TIMEOUT_S)
+                    if into is not None and slot is not None:
+                        item = into(READ_TIMEOUT_S, functools.partial(self.ring.slot_array, slot))
+                    else:
+                        item = src.read(READ_TIMEOUT_S)
                     consecutive_errors = 0
                 except EndOfStream:
                     if slot is not None:

@@ -189,8 +189,18 @@ class FrameRing:
             self._cond.notify_all()
 
     # ---------------------------------------------------------------- pixels
+    def slot_array(self, slot: int, shape: tuple[int, ...], dtype) -> np.ndarray | None:
+        """A writable (shape, dtype) array on `slot`'s memory for a source to fill (None if it does not fit);
+        `write(slot, that_array)` then costs no copy."""
+        dt = np.dtype(dtype)
+        ref = SlotRef(slot, tuple(int(v) for v in shape), dt.str)
+        if ref.nbytes > self.slot_bytes:
+            return None
+        return self.view(ref, readonly=False)
+
     def write(self, slot: int, image: np.ndarray) -> SlotRef:
-        """Copy `image` into `slot`; FrameTooLarge if it does not fit."""
+        """Copy `image` into `slot` (no copy when it already lies there: `slot_array`); FrameTooLarge if it
+        does not fit."""
         image = np.asarray(image)
         if image.nbytes > self.slot_bytes:
             raise FrameTooLarge(
@@ -198,7 +208,9 @@ class FrameRing:
                 f"more than a ring slot ({self.slot_bytes / 2**20:.1f} MiB); raise the slot size"
             )
         ref = SlotRef(slot, tuple(int(s) for s in image.shape), image.dtype.str)
-        np.copyto(self.view(ref, readonly=False), image, casting="no")
+        target = self.view(ref, readonly=False)
+        if image.__array_interface__["data"][0] != target.__array_interface__["data"][0] or not image.flags.c_contiguous:
+            np.copyto(target, image, casting="no")
         return ref
 
     def view(self, ref: SlotRef, readonly: bool = True) -> np.ndarray:

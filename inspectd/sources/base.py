@@ -25,7 +25,8 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, unquote
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -38,6 +39,7 @@ __all__ = [
     "FrameSource",
     "SourceConfigBase",
     "SourceError",
+    "Alloc",
     "available_schemes",
     "open_source",
     "parse_source_uri",
@@ -51,6 +53,10 @@ class EndOfStream(Exception):
     """A finite source (replay without loop, sim with count) has delivered its last frame."""
 
 
+Alloc = Callable[[tuple[int, int], Any], Any]
+"""(shape, dtype) -> an array for the next frame's pixels (a frame-ring slot), or None: see `read_into`."""
+
+
 @runtime_checkable
 class FrameSource(Protocol):
     """What the daemon's acquisition loop reads from.
@@ -61,6 +67,10 @@ class FrameSource(Protocol):
     or None when nothing arrived within `timeout_s`. It raises `EndOfStream`
     when a finite source is done. It never blocks longer than `timeout_s`
     (plus the time to decode one frame).
+
+    A source may also offer `read_into(timeout_s, alloc)`: the same, with the
+    pixels written into `alloc(shape, dtype)` when that returns an array (the
+    daemon passes its frame-ring slot: the frame crosses host memory once).
     """
 
     name: str

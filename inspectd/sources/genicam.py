@@ -66,7 +66,7 @@ from pydantic import Field, field_validator
 
 from inspectd.frames import Frame, FrameReadError, Sidecar
 from inspectd.osthread import named_thread
-from inspectd.sources.base import Pacer, SourceConfigBase, SourceError
+from inspectd.sources.base import Alloc, Pacer, SourceConfigBase, SourceError
 from inspectd.sources.genicam_device import Connection, DeviceLost, GenicamHealth, IncompleteBuffer
 from inspectd.sources.genicam_nodes import ENV_PATH, find_producers
 from inspectd.sources.pixel_formats import PIXEL_FORMATS, PixelFormatError, PixelFormatName, payload_to_image
@@ -295,6 +295,11 @@ class GenicamSource:
     # -------------------------------------------------------------- read
 
     def read(self, timeout_s: float) -> Frame | FrameReadError | None:
+        return self.read_into(timeout_s, None)
+
+    def read_into(self, timeout_s: float, alloc: Alloc | None) -> Frame | FrameReadError | None:
+        """`read`, the image copied out of the producer's buffer straight into `alloc(shape, dtype)` when that
+        gives an array (the daemon's frame-ring slot), else into a new one."""
         t_end = time.monotonic() + max(0.0, timeout_s)
         conn = self._conn
         if conn is None:
@@ -321,7 +326,7 @@ class GenicamSource:
         left = max(0.001, t_end - time.monotonic())  # fetch(timeout=0) would wait forever
         try:
             with ia.fetch(timeout=left) as buf:
-                return self._take(conn, buf)
+                return self._take(conn, buf, alloc)
         except IncompleteBuffer:
             self.health.incomplete += 1
             conn.trigger_outstanding_since = None
@@ -356,7 +361,7 @@ class GenicamSource:
     def _frame_id(self, conn: Connection, k: int) -> str:
         return f"genicam-{conn.serial or 'dev'}-{k:06d}"
 
-    def _take(self, conn: Connection, buf: Any) -> Frame | FrameReadError:
+    def _take(self, conn: Connection, buf: Any, alloc: Alloc | None = None) -> Frame | FrameReadError:
         """Copy the image out of `buf` (still owned by us: it is queued back when the with block ends)."""
         t_ns = time.time_ns()
         conn.t_progress = time.monotonic()
@@ -389,7 +394,11 @@ class GenicamSource:
                 raw = c.data.view(np.uint8)  # Harvesters' view of the buffer; payload_to_image copies
             else:  # packed: unpack the raw bytes ourselves
                 raw = np.frombuffer(buf.module.raw_buffer, np.uint8)[int(c.data_offset) :]
-            image, bits = payload_to_image(raw, fmt, int(c.width), int(c.height), int(c.x_padding or 0))
+            w, h = int(c.width), int(c.height)
+            out = None
+            if alloc is not None and PIXEL_FORMATS[fmt][1] in ("u8", "u16"):
+                out = alloc((h, w), np.uint8 if PIXEL_FORMATS[fmt][1] == "u8" else np.uint16)
+            image, bits = payload_to_image(raw, fmt, w, h, int(c.x_padding or 0), out=out)
             part_id = conn.part_id()
         except Exception as e:
             return FrameReadError(frame_id=frame_id, path=Path(self.name), message=f"{self.name}: {e}")

@@ -74,9 +74,17 @@ def _unpack_groups(rows: np.ndarray, bits: int, layout: str, npx: int) -> np.nda
 
 
 def payload_to_image(
-    raw: np.ndarray | bytes | memoryview, pixel_format: str, width: int, height: int, padding_x: int = 0
+    raw: np.ndarray | bytes | memoryview,
+    pixel_format: str,
+    width: int,
+    height: int,
+    padding_x: int = 0,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """A GenTL image payload as a new 2-D uint8/uint16 array (never a view of `raw`), and its bit depth.
+
+    `out`: a (height, width) array of the right dtype to fill instead (a frame-ring slot: the frame is
+    then copied out of the producer's buffer once, straight into the shared memory the workers read).
 
     `raw` holds the payload bytes from the start of the image; `padding_x` is
     GenTL's BUFFER_INFO_PADDING_X (bytes appended to every line). Unpacked
@@ -104,6 +112,11 @@ def payload_to_image(
                 + (f" (lines of {line} + {padding_x} padding bytes)" if padding_x else "")
             )
         rows = buf[:need].reshape(height, stride)[:, :line]
+        dtype = np.uint8 if bpp == 1 else np.uint16
+        if out is not None and out.shape == (height, width) and out.dtype == dtype:
+            src = rows if bpp == 1 else rows.view(np.dtype("<u2")).reshape(height, width)
+            np.copyto(out, src, casting="same_kind")  # the one copy, into the caller's memory
+            return out, bits
         img = np.array(rows, copy=True, order="C")  # the copy: the buffer goes back to the producer after this
         if bpp == 2:
             img = img.view(np.dtype("<u2")).astype(np.uint16, copy=False).reshape(height, width)
