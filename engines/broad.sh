@@ -46,6 +46,9 @@ sim $D/val/b1000_b12 --count 60 --seed 910 --size 1000 --bit-depth 12 --families
 sim $D/gatecal/base --count 150 --seed 920 --size 1000 --bit-depth 12
 sim $D/gatecal/broad --count 150 --seed 921 --size 1000 --bit-depth 12 --families all-invert,fork --family-rate 0.2
 sim $D/gatecal/b8 --count 50 --seed 922 --size 1000 --bit-depth 8
+sim $D/gatecal/base2 --count 150 --seed 923 --size 1000 --bit-depth 12  # 700 in all: enough clean frames that
+sim $D/gatecal/broad2 --count 150 --seed 924 --size 1000 --bit-depth 12 --families all-invert,fork --family-rate 0.2
+sim $D/gatecal/b8_2 --count 50 --seed 925 --size 1000 --bit-depth 8  # the 1 % target holds on new frames
 fams $D/train/all 200 all-invert,fork; real $D/real/all ''
 train $D/all_w2 900 0.0002 2 60 runs/ft/sim $D/train/all $D/real/all
 for fam in clear blur separator_shadow tray; do

@@ -207,17 +207,33 @@ def calibrate(
     squeezes: list[float] = (),
     rate: float = FIRE_RATE,
 ) -> dict:
-    """Limits that stop at most `rate` of clean frames between them (a fifth each), from their weakest values."""
-    out: dict = {"fire_rate_target": rate, "frames": len(tip_mins)}
+    """Limits that stop at most `rate` of clean new frames between them (a fifth each), from their weakest values.
+
+    A limit just past the k-th most extreme of N calibration values stops a
+    new frame of the same kind with probability (k + 1) / (N + 1); k is the
+    largest with that within the criterion's share (the most extreme value when
+    none is: then the target is out of reach with N frames, and
+    `fire_rate_bound` says what can be promised). Before, k = floor(share x N)
+    stopped 5 of 366 clean held-out frames (1.4 %) with N = 272; with N = 543
+    and this rule, 0 of 366.
+    """
     share = rate / 5.0
-    for key, vals in (("tip_score_min", tip_mins), ("gap_ratio_min", gap_mins), ("squeeze_min", list(squeezes))):
-        if vals:
-            v = np.sort(np.asarray(vals, np.float64))
-            k = int(np.floor(share * len(v)))  # frames allowed below the limit
-            out[key] = round(float(v[k]) - 1e-4, 4)
-    for key, vals in (("doubt_max", doubts), ("alternation_max", alternations)):
-        if vals:
-            v = np.sort(np.asarray(vals, np.float64))[::-1]
-            k = int(np.floor(share * len(v)))  # frames allowed above the limit
-            out[key] = round(float(v[k]) + 1e-4, 4)
+    out: dict = {"fire_rate_target": rate, "frames": len(tip_mins)}
+    bound = 0.0
+    for key, vals, lower in (
+        ("tip_score_min", tip_mins, True),
+        ("gap_ratio_min", gap_mins, True),
+        ("squeeze_min", list(squeezes), True),
+        ("doubt_max", doubts, False),
+        ("alternation_max", alternations, False),
+    ):
+        if not vals:
+            continue
+        v = np.sort(np.asarray(vals, np.float64))
+        if not lower:
+            v = v[::-1]
+        k = max(0, int(np.floor(share * (len(v) + 1))) - 1)  # frames allowed beyond the limit
+        out[key] = round(float(v[k]) + (-1e-4 if lower else 1e-4), 4)
+        bound += (k + 1) / (len(v) + 1)
+    out["fire_rate_bound"] = round(bound, 4)
     return out
