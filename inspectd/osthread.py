@@ -18,16 +18,21 @@ import os
 import sys
 import threading
 
-__all__ = ["name_this_thread", "lower_this_thread", "named_thread"]
+__all__ = ["name_this_thread", "lower_this_thread", "named_thread", "prctl"]
 
 _PR_SET_NAME = 15
 
 
-def _libc():
+def prctl(option: int, arg) -> bool:
+    """Linux prctl(2) with one argument for the calling thread or process; True if it succeeded (False
+    elsewhere or when libc cannot be loaded)."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     except OSError:
-        return None
+        return False
+    return libc.prctl(option, arg, 0, 0, 0) == 0
 
 
 def os_name(name: str) -> str:
@@ -49,13 +54,8 @@ def named_thread(target, name: str, *, nice: int = 0, args: tuple = (), kwargs: 
 
 def name_this_thread(name: str | None = None) -> bool:
     """Give the calling thread `name` (default: its Python name) in the kernel, truncated to 15 bytes; True if set."""
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = _libc()
-    if libc is None:
-        return False
     raw = (name or threading.current_thread().name).encode("ascii", "replace")[:15]
-    return libc.prctl(_PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0) == 0
+    return prctl(_PR_SET_NAME, ctypes.c_char_p(raw))
 
 
 def lower_this_thread(nice: int) -> bool:

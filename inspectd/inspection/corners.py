@@ -85,6 +85,16 @@ def work_image(img8: np.ndarray, cfg: CornerConfig) -> tuple[np.ndarray | None, 
     return work, fx, fy
 
 
+def to_full(rows: np.ndarray, fx: float, fy: float) -> np.ndarray:
+    """Rows [x, y, ...] from work-image to full-frame pixels (pixel centres, the module docstring's rule),
+    as float64; unchanged when the work image is the frame."""
+    out = np.array(rows, np.float64, copy=True)
+    if fx != 1.0 or fy != 1.0:
+        out[:, 0] = (out[:, 0] + 0.5) * fx - 0.5
+        out[:, 1] = (out[:, 1] + 0.5) * fy - 0.5
+    return out
+
+
 def detect_oriented_corners(img8: np.ndarray, cfg: CornerConfig) -> tuple[np.ndarray, np.ndarray]:
     """OFAST corners and their angles; see the module docstring for the contract."""
     img8 = _check(img8)
@@ -108,10 +118,7 @@ def detect_oriented_corners(img8: np.ndarray, cfg: CornerConfig) -> tuple[np.nda
     arr = np.array([(k.pt[0], k.pt[1], k.response, k.angle) for k in kps], np.float64)
     # Score descending, ties by y then x (lexsort: last key is primary).
     order = np.lexsort((arr[:, 0], arr[:, 1], -arr[:, 2]))[: int(cfg.n)]
-    arr = arr[order]
-    if fx != 1.0 or fy != 1.0:
-        arr[:, 0] = (arr[:, 0] + 0.5) * fx - 0.5
-        arr[:, 1] = (arr[:, 1] + 0.5) * fy - 0.5
+    arr = to_full(arr[order], fx, fy)
     corners = np.ascontiguousarray(arr[:, :3], dtype=np.float32)
     angles = np.mod(arr[:, 3], 360.0).astype(np.float32)
     angles[angles >= 360.0] = 0.0  # float32 rounding of 359.99999...

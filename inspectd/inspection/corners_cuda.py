@@ -17,7 +17,8 @@ Kernels, one thread per pixel or per keypoint:
 4. `_angle` — the intensity-centroid angle over the radius-15 disc.
 
 Between 2 and 3 the survivors (a few thousand [x, y, score] rows) come to the
-host for `retain_best(2n)`; so do the n Harris responses for `retain_best(n)`.
+host, and `ofast.select` (the reference's own selection) runs there with
+kernels 3 and 4 in place of its NumPy Harris and angle.
 The frame itself is uploaded once per call. Scaling to `work_size`, when set,
 is done on the host before the upload (cv2.resize, as the CPU path).
 
@@ -191,7 +192,7 @@ class CudaCorners:
             self._shape = shape
 
     def detect_oriented_corners(self, img8: np.ndarray, cfg: CornerConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-        from inspectd.inspection.corners import _check, _empty, work_image
+        from inspectd.inspection.corners import _check, _empty, to_full, work_image
 
         cfg = cfg or self.cfg
         img8 = _check(img8)
@@ -200,7 +201,7 @@ class CudaCorners:
             return _empty()
         h, w = work.shape
         self._buffers((h, w))
-        d_img = cuda.to_device(np.ascontiguousarray(work))
+        d_img = cuda.to_device(work)  # work_image: C-contiguous
         tpb = (16, 16)
         grid = ((w + 15) // 16, (h + 15) // 16)
         _fast[grid, tpb](d_img, np.int32(min(max(int(cfg.fast_threshold), 0), 255)), self._cx, self._cy, self._scores)
@@ -210,26 +211,25 @@ class CudaCorners:
         if k == 0:
             return _empty()
         kps = self._kps[:k].copy_to_host().astype(np.int64)
-        n = int(cfg.n)
-        kps = kps[ofast.retain_best(kps[:, 2], 2 * n)]
-        d_xy = cuda.to_device(np.ascontiguousarray(kps[:, :2].astype(np.int32)))
-        d_resp = cuda.device_array(len(kps), np.float32)
-        _harris[(len(kps) + 127) // 128, 128](d_img, d_xy, d_resp)
-        resp = d_resp.copy_to_host()
-        keep = ofast.retain_best(resp, n)
-        kps, resp = kps[keep], resp[keep]
-        order = np.lexsort((kps[:, 0], kps[:, 1], -resp.astype(np.float64)))[:n]
-        kps, resp = kps[order], resp[order]
-        d_xy = cuda.to_device(np.ascontiguousarray(kps[:, :2].astype(np.int32)))
-        d_ang = cuda.device_array(len(kps), np.float64)
-        _angle[(len(kps) + 127) // 128, 128](d_img, d_xy, self._umax, d_ang)
+        corners, ang = ofast.select(d_img, kps, int(cfg.n), self._device_harris, self._device_angles)
+        return np.ascontiguousarray(to_full(corners, fx, fy), dtype=np.float32), ang
+
+    @staticmethod
+    def _device_harris(d_img, xy: np.ndarray) -> np.ndarray:
+        """ofast.harris on the device: the frame `d_img` is there already, only the points go over."""
+        d_xy = cuda.to_device(np.ascontiguousarray(xy.astype(np.int32)))
+        d_resp = cuda.device_array(len(xy), np.float32)
+        _harris[(len(xy) + 127) // 128, 128](d_img, d_xy, d_resp)
+        return d_resp.copy_to_host()
+
+    def _device_angles(self, d_img, xy: np.ndarray) -> np.ndarray:
+        """ofast.angles on the device."""
+        d_xy = cuda.to_device(np.ascontiguousarray(xy.astype(np.int32)))
+        d_ang = cuda.device_array(len(xy), np.float64)
+        _angle[(len(xy) + 127) // 128, 128](d_img, d_xy, self._umax, d_ang)
         ang = d_ang.copy_to_host().astype(np.float32)
         ang[ang >= 360.0] = 0.0
-        arr = np.column_stack([kps[:, 0], kps[:, 1], resp]).astype(np.float64)
-        if fx != 1.0 or fy != 1.0:
-            arr[:, 0] = (arr[:, 0] + 0.5) * fx - 0.5
-            arr[:, 1] = (arr[:, 1] + 0.5) * fy - 0.5
-        return np.ascontiguousarray(arr, dtype=np.float32), ang
+        return ang
 
     def detect_corners(self, img8: np.ndarray, cfg: CornerConfig | None = None) -> np.ndarray:
         return self.detect_oriented_corners(img8, cfg)[0]

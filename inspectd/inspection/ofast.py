@@ -154,20 +154,21 @@ def angles(img8: np.ndarray, xy: np.ndarray, half: int = HALF_PATCH) -> np.ndarr
     return ang
 
 
-def select(img8: np.ndarray, kps: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def select(img8, kps: np.ndarray, n: int, harris_fn=harris, angles_fn=angles) -> tuple[np.ndarray, np.ndarray]:
     """Step 3 and 4 on FAST keypoints (K, 3) [x, y, fast score]: the contract's (corners (M, 3) [x, y, harris]
-    sorted by score descending, ties by y then x; angles (M,)), M <= n."""
+    sorted by score descending, ties by y then x; angles (M,)), M <= n. `harris_fn` / `angles_fn` (img8, xy):
+    these NumPy ones, or the CUDA kernels' (then `img8` is the frame on the device)."""
     kps = np.asarray(kps, np.int64).reshape(-1, 3)
     if len(kps) == 0:
         return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
     kps = kps[retain_best(kps[:, 2], 2 * n)]
-    resp = harris(img8, kps[:, :2])
+    resp = harris_fn(img8, kps[:, :2])
     keep = retain_best(resp, n)
     kps, resp = kps[keep], resp[keep]
     order = np.lexsort((kps[:, 0], kps[:, 1], -resp.astype(np.float64)))[:n]
     kps, resp = kps[order], resp[order]
     corners = np.column_stack([kps[:, 0], kps[:, 1], resp]).astype(np.float32)
-    return np.ascontiguousarray(corners), angles(img8, kps[:, :2])
+    return np.ascontiguousarray(corners), angles_fn(img8, kps[:, :2])
 
 
 def detect_oriented_corners_ref(img8: np.ndarray, n: int, fast_threshold: int, edge: int = 31):

@@ -123,7 +123,7 @@ def roi_corners(img8: np.ndarray, roi: Roi, cfg: Config, backend: CornerBackend 
     band = img8[y0:y1, x0:x1]
     n_candidates = min(CANDIDATES_MAX, cc.n * CANDIDATE_FACTOR)
     ccfg = cfg.corners.model_copy(update={"n": n_candidates, "fast_threshold": cc.fast_threshold, "work_size": 0})
-    c, angles = (backend or OpenCvCorners()).detect_oriented_corners(np.ascontiguousarray(band), ccfg)
+    c, angles = (backend or OpenCvCorners()).detect_oriented_corners(band, ccfg)
     smooth = line_end.smoothed(band, scale) if (cc.rank == "end_contrast" or cc.snap_to_line_end) else None
     rank_by = line_end.end_contrast(smooth, c, direction, scale) if cc.rank == "end_contrast" else None
     c = select_tip_corners(

@@ -154,6 +154,7 @@ class Acquisition:
 
     def _main(self) -> None:
         src = self.source
+        into = getattr(src, "read_into", None)  # a source that can write a frame straight into a ring slot
         n = 0
         consecutive_errors = 0
         try:
@@ -165,7 +166,6 @@ class Acquisition:
                     self._stop.wait(HOLD_POLL_S)
                     continue
                 slot = None
-                into = getattr(src, "read_into", None)
                 if self.block:  # take the slot (and backlog room) first: the source waits, nothing times out
                     with self._cap:
                         while self._backlog_full() and not self._stop.is_set():

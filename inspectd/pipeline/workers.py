@@ -39,6 +39,7 @@ from inspectd.frames import Frame, Sidecar
 from inspectd.inspection.corner_backends import CornerBackendUnavailable, choose_corner_backend
 from inspectd.inspection.stages import Inspector
 from inspectd.observability import configure_logging, get_logger
+from inspectd.osthread import prctl
 from inspectd.pipeline.shm_ring import RingReader
 from inspectd.sim import SimOptions, render_frame
 from inspectd.sim.dump import sim_frame_to_frame
@@ -105,11 +106,8 @@ def _die_with_parent() -> None:
     frame; the next start must find the machine as a fresh one would. Elsewhere a no-op."""
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-
     PR_SET_PDEATHSIG = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
     if os.getppid() == 1:  # the parent died before prctl: nobody will read our results
         os._exit(0)
 

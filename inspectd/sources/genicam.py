@@ -390,14 +390,15 @@ class GenicamSource:
                 raise PixelFormatError(f"no mono image component in the buffer (components: {got or 'none'})")
             c = comps[0]
             fmt = c.data_format
-            if PIXEL_FORMATS[fmt][1] in ("u8", "u16"):
+            layout = PIXEL_FORMATS[fmt][1]
+            if layout in ("u8", "u16"):
                 raw = c.data.view(np.uint8)  # Harvesters' view of the buffer; payload_to_image copies
             else:  # packed: unpack the raw bytes ourselves
                 raw = np.frombuffer(buf.module.raw_buffer, np.uint8)[int(c.data_offset) :]
             w, h = int(c.width), int(c.height)
             out = None
-            if alloc is not None and PIXEL_FORMATS[fmt][1] in ("u8", "u16"):
-                out = alloc((h, w), np.uint8 if PIXEL_FORMATS[fmt][1] == "u8" else np.uint16)
+            if alloc is not None and layout in ("u8", "u16"):  # packed formats unpack into their own array
+                out = alloc((h, w), np.uint8 if layout == "u8" else np.uint16)
             image, bits = payload_to_image(raw, fmt, w, h, int(c.x_padding or 0), out=out)
             part_id = conn.part_id()
         except Exception as e:

@@ -269,20 +269,32 @@ def normalise(tile: np.ndarray, std_floor: float = 2.0) -> np.ndarray:
     return (t - m) / s
 
 
-def pitch_for(img8: np.ndarray, roi, spec: InputSpec) -> tuple[float, str]:
-    """(pitch, source) for a frame: the estimate when plausible, else the size rule."""
-    shape = img8.shape[:2]
-    fallback = spec.pitch_ref_1000 * max(shape) / 1000.0
-    if spec.scale_rule == "size":
-        return fallback, "size"
+def _size_pitch(img8: np.ndarray, spec: InputSpec) -> float:
+    return spec.pitch_ref_1000 * max(img8.shape[:2]) / 1000.0
+
+
+def _row_period(img8: np.ndarray, roi, spec: InputSpec):
+    """The ROI in canonical orientation (image, box) and its strongest row period within `pitch_bounds`
+    (period or None, prominence)."""
     o = Orientation(roi.orientation)
     canon = to_canonical(img8, o)
-    box_c = box_to_canonical((roi.x0, roi.y0, roi.x1, roi.y1), o, shape)
+    box_c = box_to_canonical((roi.x0, roi.y0, roi.x1, roi.y1), o, img8.shape[:2])
     p, prom = estimate_pitch(canon, box_c, spec.pitch_bounds)
+    return canon, box_c, p, prom
+
+
+def _plausible(p: float | None, prom: float, size_pitch: float, spec: InputSpec) -> bool:
     lo, hi = spec.size_ratio_bounds
-    if p is None or prom < 8.0 or not (lo * fallback <= p <= hi * fallback):
+    return p is not None and prom >= 8.0 and lo * size_pitch <= p <= hi * size_pitch
+
+
+def pitch_for(img8: np.ndarray, roi, spec: InputSpec) -> tuple[float, str]:
+    """(pitch, source) for a frame: the estimate when plausible, else the size rule."""
+    fallback = _size_pitch(img8, spec)
+    if spec.scale_rule == "size":
         return fallback, "size"
-    return p, "estimate"
+    _, _, p, prom = _row_period(img8, roi, spec)
+    return (p, "estimate") if _plausible(p, prom, fallback, spec) else (fallback, "size")
 
 
 def pitch_candidates(img8: np.ndarray, roi, spec: InputSpec) -> list[tuple[float, str]]:
@@ -296,17 +308,16 @@ def pitch_candidates(img8: np.ndarray, roi, spec: InputSpec) -> list[tuple[float
     across the stack, the size rule said 15.4 px, the layers repeat every
     8.7 px, and the band's strongest period is 9.2 px.
     """
-    p0, src = pitch_for(img8, roi, spec)
-    if src != "size" or spec.scale_rule == "size":
-        return [(p0, src)]
-    o = Orientation(roi.orientation)
-    canon = to_canonical(img8, o)
-    box_c = box_to_canonical((roi.x0, roi.y0, roi.x1, roi.y1), o, img8.shape[:2])
+    fallback = _size_pitch(img8, spec)
+    if spec.scale_rule == "size":
+        return [(fallback, "size")]
+    canon, box_c, p_all, prom = _row_period(img8, roi, spec)
+    if _plausible(p_all, prom, fallback, spec):
+        return [(p_all, "estimate")]
     lo, hi = spec.size_ratio_bounds
-    out = [(p0, "size")]
-    band = (max(spec.pitch_bounds[0], lo * p0), min(spec.pitch_bounds[1], hi * p0))
+    out = [(fallback, "size")]
+    band = (max(spec.pitch_bounds[0], lo * fallback), min(spec.pitch_bounds[1], hi * fallback))
     p_band, _ = estimate_pitch(canon, box_c, band) if band[0] < band[1] else (None, 0.0)
-    p_all, _ = estimate_pitch(canon, box_c, spec.pitch_bounds)
     for p, name in ((p_band, "band"), (p_all, "strongest")):
         if p is not None and all(abs(p - q) > 0.05 * q for q, _ in out):
             out.append((float(p), name))
