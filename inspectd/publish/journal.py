@@ -16,22 +16,7 @@ Verdicts decided together are committed together (`append_many`, one fsync
 for the group): at high frame rates the fsync is paid per group, not per
 verdict, and none of the group is sent before the commit returns.
 
-Tables
-------
-``verdicts``   one row per published verdict, ``UNIQUE(station, seq)``, the
-               exact wire JSON in ``json``.
-``late``       results that arrived after their frame was already published as
-               TIMEOUT; linked by ``(station, published_seq)``; never published.
-``seqs``       the last seq handed out per station (the counter survives
-               pruning old verdicts with `prune`).
-``meta``       ``journal_id`` (random, made once per file: lets a subscriber
-               tell "the daemon restarted on another journal" from a gap).
-``acquired``   one row per frame acquired and not yet given its verdict: written
-               (committed) when the frame is taken from the source, before it
-               is inspected, and deleted in the same transaction that commits
-               its verdict.  Rows left after a crash are the frames the crash
-               interrupted: the next start publishes them as ERROR INTERRUPTED
-               before any new frame (`unfinished`).
+The tables and their schema: journal_schema.py.
 """
 
 from __future__ import annotations
@@ -47,46 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
+from inspectd.publish.journal_identity import file_replaced
+from inspectd.publish.journal_schema import SCHEMA, SCHEMA_VERSION
 from inspectd.verdict import Verdict
-
-SCHEMA_VERSION = 2  # 2: the acquired table (a version-1 file gets it on open)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS verdicts (
-    id INTEGER PRIMARY KEY,
-    station TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    frame_id TEXT NOT NULL,
-    part_id TEXT,
-    result TEXT NOT NULL,
-    t_acquired_ns INTEGER NOT NULL,
-    t_published_ns INTEGER NOT NULL,
-    json TEXT NOT NULL,
-    UNIQUE (station, seq)
-);
-CREATE TABLE IF NOT EXISTS late (
-    id INTEGER PRIMARY KEY,
-    station TEXT NOT NULL,
-    published_seq INTEGER NOT NULL,
-    frame_id TEXT NOT NULL,
-    result TEXT NOT NULL,
-    t_received_ns INTEGER NOT NULL,
-    json TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS late_by_seq ON late (station, published_seq);
-CREATE INDEX IF NOT EXISTS verdicts_by_time ON verdicts (t_published_ns);
-CREATE TABLE IF NOT EXISTS seqs (station TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS acquired (
-    id INTEGER PRIMARY KEY,
-    station TEXT NOT NULL,
-    frame_id TEXT NOT NULL,
-    part_id TEXT,
-    t_acquired_ns INTEGER NOT NULL,
-    t_journaled_ns INTEGER NOT NULL,
-    source TEXT NOT NULL
-);
-"""
 
 Synchronous = Literal["FULL", "NORMAL", "EXTRA"]
 
@@ -141,7 +89,7 @@ class Journal:
                 # One transaction (executescript would commit an open one first).
                 db.executescript(
                     "BEGIN IMMEDIATE;"
-                    + _SCHEMA
+                    + SCHEMA
                     + f"PRAGMA user_version={SCHEMA_VERSION};"
                     + f"INSERT OR IGNORE INTO meta(key, value) VALUES ('journal_id', '{uuid.uuid4().hex[:16]}');"
                     + "COMMIT;"
@@ -307,15 +255,7 @@ class Journal:
         error, and the next start would begin again at seq 1 under a new
         journal_id: the daemon checks this every second and stops.
         """
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return f"journal {self.path} was deleted while in use: verdicts would go into a file that is gone"
-        except OSError as e:
-            return f"journal {self.path}: cannot stat ({e.strerror or e})"
-        if (st.st_dev, st.st_ino) != self._file_id:
-            return f"journal {self.path} was replaced by another file while in use"
-        return None
+        return file_replaced(self.path, self._file_id)
 
     def last_seq(self, station: str) -> int:
         """Highest seq handed out for `station` (0 if none)."""

@@ -18,7 +18,20 @@ from pathlib import Path
 
 from inspectd.publish.errors import PublishError
 
-__all__ = ["check_identity", "identity_path", "record_identity"]
+__all__ = ["check_identity", "file_replaced", "identity_path", "record_identity"]
+
+
+def file_replaced(journal: Path, file_id: tuple[int, int]) -> str | None:
+    """Why the file at `journal` is no longer the open one whose (st_dev, st_ino) is `file_id`, or None."""
+    try:
+        st = os.stat(journal)
+    except FileNotFoundError:
+        return f"journal {journal} was deleted while in use: verdicts would go into a file that is gone"
+    except OSError as e:
+        return f"journal {journal}: cannot stat ({e.strerror or e})"
+    if (st.st_dev, st.st_ino) != file_id:
+        return f"journal {journal} was replaced by another file while in use"
+    return None
 
 
 def identity_path(journal: Path) -> Path:
