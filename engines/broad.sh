@@ -49,6 +49,12 @@ sim $D/gatecal/b8 --count 50 --seed 922 --size 1000 --bit-depth 8
 sim $D/gatecal/base2 --count 150 --seed 923 --size 1000 --bit-depth 12  # 700 in all: enough clean frames that
 sim $D/gatecal/broad2 --count 150 --seed 924 --size 1000 --bit-depth 12 --families all-invert,fork --family-rate 0.2
 sim $D/gatecal/b8_2 --count 50 --seed 925 --size 1000 --bit-depth 8  # the 1 % target holds on new frames
+k=926  # and 700 more (session 10): the gate's budget then reaches past single outliers (gate_calibration.py)
+for n in 3 4; do
+  sim $D/gatecal/base$n --count 150 --seed $k --size 1000 --bit-depth 12
+  sim $D/gatecal/broad$n --count 150 --seed $((k+1)) --size 1000 --bit-depth 12 --families all-invert,fork --family-rate 0.2
+  sim $D/gatecal/b8_$n --count 50 --seed $((k+2)) --size 1000 --bit-depth 8; k=$((k+3))
+done
 fams $D/train/all 200 all-invert,fork; real $D/real/all ''
 train $D/all_w2 900 0.0002 2 60 runs/ft/sim $D/train/all $D/real/all
 for fam in clear blur separator_shadow tray; do

@@ -121,3 +121,22 @@ def test_keys_generates_a_pair_and_refuses_to_overwrite(tmp_path):
     cli("keys", tmp_path, check=0)
     assert (tmp_path / "server.key").exists() and (tmp_path / "server.key_secret").exists()
     assert "keys:" in cli("keys", tmp_path, check=1).stderr
+
+
+def test_eval_calibrates_the_gate_into_a_copy_of_the_model_card(tmp_path):
+    """`inspectd eval --calibrate-gate MODEL`: the gate-off verdicts of a labelled dump set the card's limits."""
+    import shutil
+
+    for f in ("hrnet_tips.onnx", "hrnet_tips.json"):
+        shutil.copy(REPO / "engines" / f, tmp_path / f)
+    dump, out = tmp_path / "dump", tmp_path / "v.jsonl"
+    cli("simulate", dump, "--count", "12", "--seed", "5", "--size", "600", check=0)
+    cfg = tmp_path / "off.toml"
+    cfg.write_text(f'[engine]\nmodel = "{tmp_path / "hrnet_tips.onnx"}"\n[gate]\nenabled = false\n')
+    cli("replay", dump, "-c", cfg, "--out", out, check=0)
+    p = cli("eval", dump, out, "--calibrate-gate", tmp_path / "hrnet_tips.onnx", check=0)
+    gate = json.loads((tmp_path / "hrnet_tips.json").read_text())["gate"]
+    assert gate["frames"] >= 1 and gate["calibrated_on"] == [str(dump)]
+    assert gate["squeeze_min"] is not None or "squeeze_min" not in gate  # on wherever a frame would pass
+    assert f"{gate['fire_rate_bound']:.2%}" in p.stdout and "written to" in p.stdout
+    assert json.loads((REPO / "engines" / "hrnet_tips.json").read_text())["gate"] != gate  # the shipped card untouched

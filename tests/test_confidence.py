@@ -10,7 +10,7 @@ import pytest
 
 from inspectd.config import Config, GateConfig
 from inspectd.frames import Frame, Sidecar, TipLabels
-from inspectd.inspection.confidence import assess, calibrate, gate_reason, limits
+from inspectd.inspection.confidence import assess, gate_reason, limits
 from inspectd.inspection.measure import measure
 from inspectd.inspection.stages import Inspector
 from inspectd.sim import SimOptions
@@ -105,37 +105,6 @@ def test_no_scores_no_gate():
     m = measure(np.array([[10.0, 0.0], [10.0, 10.0]]), np.array([[5.0, 5.0]]), (1, 0), 0.02)
     assert assess(m, None, None) is None
     assert gate_reason(None, 0.5, 0.5, 0.5) is None
-
-
-def test_calibration_fires_on_at_most_the_target_share():
-    rng = np.random.default_rng(0)
-    tips, gaps = rng.uniform(0.7, 1.0, 600), rng.uniform(0.6, 1.0, 600)
-    doubts = np.where(rng.random(600) < 0.9, 0.0, rng.uniform(0.35, 0.7, 600))
-    alts = np.where(rng.random(600) < 0.8, 0.0, rng.uniform(0.0, 0.1, 600))
-    g = calibrate(list(tips), list(gaps), list(doubts), list(alts), rate=0.01)
-    assert "squeeze_min" not in g
-    fired = (tips < g["tip_score_min"]) | (gaps < g["gap_ratio_min"]) | (doubts > g["doubt_max"]) | (alts > g["alternation_max"])
-    assert fired.mean() <= 0.01
-    assert g["tip_score_min"] > 0.699 and g["doubt_max"] < 0.7
-    assert g["fire_rate_bound"] <= 0.01
-
-
-def test_calibration_holds_its_target_on_new_frames_not_just_on_its_own():
-    """The limit sits past the k-th weakest of N values with (k + 1) / (N + 1) <= the share: on fresh frames
-    of the same kind the gate fires on about that, not more (k = floor(share x N) fired on ~1.4 x the target).
-    With too few frames for the share, the weakest value is the limit and fire_rate_bound says what it costs."""
-    rng = np.random.default_rng(3)
-    rates = []
-    for _ in range(100):
-        cal = rng.uniform(0.0, 1.0, (5, 600))  # five criteria, 600 clean frames: share 0.2 % -> k = 0 (old rule: 1)
-        g = calibrate(list(1 - cal[0]), list(1 - cal[1]), list(cal[2]), list(cal[3]), list(1 - cal[4]), rate=0.01)
-        new = rng.uniform(0.0, 1.0, (5, 20000))
-        fired = ((1 - new[0]) < g["tip_score_min"]) | ((1 - new[1]) < g["gap_ratio_min"]) | (new[2] > g["doubt_max"])
-        fired |= (new[3] > g["alternation_max"]) | ((1 - new[4]) < g["squeeze_min"])
-        rates.append(fired.mean())
-    assert np.mean(rates) <= 0.0105 and g["fire_rate_bound"] == pytest.approx(5 / 601, abs=1e-4)
-    few = calibrate([0.8] * 100, [0.9] * 100, [0.0] * 100, [0.0] * 100, rate=0.01)
-    assert few["fire_rate_bound"] == pytest.approx(4 / 101, abs=1e-4)
 
 
 def test_a_cathode_invented_in_a_missing_layer_is_stopped():

@@ -144,16 +144,20 @@ def eval_cmd(
     from inspectd.evaluation.evaluate import evaluate_results
 
     if calibrate_gate is not None:
+        from inspectd.evaluation.gate_calibration import CRITERIA
         from inspectd.evaluation.gate_eval import calibrate_gate as calibrate, write_gate
+
+        GATE_KEYS = [k for k, _ in CRITERIA]
 
         try:
             gate = calibrate([(dump_dir, results)])
             card = write_gate(calibrate_gate, gate)
         except (FileNotFoundError, ValueError) as e:
             raise fail(str(e)) from e
+        on = ", ".join(f"{k} {gate[k]}" for k in GATE_KEYS if gate.get(k) is not None) or "none"
         out.print(
-            f"gate limits from {gate['frames']} good frames: tip score < {gate.get('tip_score_min')}, "
-            f"gap ratio < {gate.get('gap_ratio_min')} -> ERROR LOW_CONFIDENCE; written to {card}"
+            f"gate limits from {gate['frames']} clean frames ({gate.get('errors_caught', 'no error frames')}; "
+            f"bound {gate['fire_rate_bound']:.2%} of clean frames stopped): {on}; written to {card}"
         )
     try:
         report, text = evaluate_results(dump_dir, results, gate_px=gate_px)

@@ -17,11 +17,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from inspectd.config import GateConfig
 from inspectd.evaluation.evaluate import load_verdicts
 from inspectd.evaluation.image_eval import evaluate_image
 from inspectd.frames import FrameReadError, iter_dump
-from inspectd.inspection.confidence import FIRE_RATE, calibrate, gate_reason, limits
+from inspectd.evaluation.gate_calibration import FIRE_RATE, calibrate
+from inspectd.inspection.confidence import gate_reason, limits
 from inspectd.tips.card import card_path
 from inspectd.verdict import Confidence
 
@@ -39,30 +42,36 @@ def _records(dump: Path, results: Path):
 
 
 def calibrate_gate(dumps: list[tuple[Path, Path]], rate: float = FIRE_RATE) -> dict:
-    """Limits from the scores of every frame whose tips are all right, with a scored verdict."""
-    tips, gaps, doubts, alts, squeezes = [], [], [], [], []
+    """Limits from the scores of every frame whose tips are all right (clean), the frames with a missed or false
+    tip choosing which criteria get the fire budget (evaluation/gate_calibration.py)."""
+    clean, errors = [], []
     for dump, results in dumps:
         for item, v in _records(dump, results):
             conf = v.get("confidence")
             if not conf:
                 continue
             ev = evaluate_image(item.frame_id, item.meta.labels.model_dump(), v)
-            if ev.n_missed or ev.n_false:
-                continue
-            tips.append(float(conf["tip_min"]))
-            if conf.get("gap_min") is not None:
-                gaps.append(float(conf["gap_min"]))
-            doubts.append(float(conf.get("doubt_max") or 0.0))
-            alts.append(float(conf.get("alternation") or 0.0))
-            if conf.get("squeeze") is not None and v.get("result") == "OK":  # squeeze gates passing frames only
-                squeezes.append(float(conf["squeeze"]))
-    if not tips:
+            (errors if ev.n_missed or ev.n_false else clean).append(_scores(conf, v.get("result") == "OK"))
+    if not clean:
         raise ValueError(
             "no frames with every tip right and a confidence in their verdicts: replay with a model first"
         )
-    out = calibrate(tips, gaps, doubts, alts, squeezes, rate)
+    out = calibrate(np.array(clean), np.array(errors).reshape(-1, 5), rate)
     out["calibrated_on"] = [str(d) for d, _ in dumps]
     return out
+
+
+def _scores(conf: dict, would_pass: bool) -> list[float]:
+    """One verdict's confidence in gate_calibration.CRITERIA order, NaN where a criterion does not apply."""
+    nan = float("nan")
+    gap, sq = conf.get("gap_min"), conf.get("squeeze")
+    return [
+        float(conf["tip_min"]),
+        nan if gap is None else float(gap),
+        nan if sq is None or not would_pass else float(sq),  # squeeze gates passing frames only
+        float(conf.get("doubt_max") or 0.0),
+        float(conf.get("alternation") or 0.0),
+    ]
 
 
 def write_gate(model_or_card: Path, gate: dict) -> Path:

@@ -33,9 +33,9 @@ Five scores, all cheap and all from what the frame already produced:
   everywhere. No OK or NG can rest on such a sequence.
 
 The limits are calibrated per model on held-out simulator frames whose tips
-were all right, so that the gate fires on at most 1 % of them (`calibrate`, `inspectd eval
---calibrate-gate`), stored in the model card's `gate`, and can be set per
-station in `[gate]`.
+were all right, so that the gate fires on at most 1 % of them
+(evaluation/gate_calibration.py, `inspectd eval --calibrate-gate`), stored in
+the model card's `gate`, and can be set per station in `[gate]`.
 """
 
 from __future__ import annotations
@@ -46,9 +46,8 @@ from inspectd.config import GateConfig
 from inspectd.inspection.measure import Measurement
 from inspectd.verdict import Confidence, Reason, ReasonCode
 
-__all__ = ["MIN_STACK_TIPS", "assess", "calibrate", "gate_reason", "limits", "no_plausible_stack"]
+__all__ = ["MIN_STACK_TIPS", "assess", "gate_reason", "limits", "no_plausible_stack"]
 
-FIRE_RATE = 0.01  # calibration target: share of good held-out frames the gate may stop
 MIN_STACK_TIPS = 6  # fewer tips than this (both classes) is no stack of layers: the smallest real one shows ~30
 
 
@@ -198,42 +197,3 @@ def gate_reason(
         )
     return None
 
-
-def calibrate(
-    tip_mins: list[float],
-    gap_mins: list[float],
-    doubts: list[float],
-    alternations: list[float],
-    squeezes: list[float] = (),
-    rate: float = FIRE_RATE,
-) -> dict:
-    """Limits that stop at most `rate` of clean new frames between them (a fifth each), from their weakest values.
-
-    A limit just past the k-th most extreme of N calibration values stops a
-    new frame of the same kind with probability (k + 1) / (N + 1); k is the
-    largest with that within the criterion's share (the most extreme value when
-    none is: then the target is out of reach with N frames, and
-    `fire_rate_bound` says what can be promised). Before, k = floor(share x N)
-    stopped 5 of 366 clean held-out frames (1.4 %) with N = 272; with N = 543
-    and this rule, 0 of 366.
-    """
-    share = rate / 5.0
-    out: dict = {"fire_rate_target": rate, "frames": len(tip_mins)}
-    bound = 0.0
-    for key, vals, lower in (
-        ("tip_score_min", tip_mins, True),
-        ("gap_ratio_min", gap_mins, True),
-        ("squeeze_min", list(squeezes), True),
-        ("doubt_max", doubts, False),
-        ("alternation_max", alternations, False),
-    ):
-        if not vals:
-            continue
-        v = np.sort(np.asarray(vals, np.float64))
-        if not lower:
-            v = v[::-1]
-        k = max(0, int(np.floor(share * (len(v) + 1))) - 1)  # frames allowed beyond the limit
-        out[key] = round(float(v[k]) + (-1e-4 if lower else 1e-4), 4)
-        bound += (k + 1) / (len(v) + 1)
-    out["fire_rate_bound"] = round(bound, 4)
-    return out
