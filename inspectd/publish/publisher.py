@@ -15,7 +15,8 @@ Threads and sockets (a ZeroMQ socket is used by exactly one thread):
 
 Publisher holds the state the threads share; their loops are in sender.py,
 query_server.py and retention.py; socket options, CURVE and thread start-up in
-sockets.py; PublishError in errors.py (re-exported here).
+sockets.py; opening the journal in station_journal.py; PublishError in errors.py
+(re-exported here).
 
 PUB never blocks: a subscriber that cannot keep up loses messages beyond the
 high-water mark (SNDHWM); everything is in the journal, and the subscriber
@@ -39,14 +40,14 @@ from inspectd.config import PublishConfig
 from inspectd.publish.archive import NgArchive
 from inspectd.publish.errors import PublishError
 from inspectd.publish.journal import Journal, JournalError, Synchronous
-from inspectd.publish.journal_identity import check_identity, record_identity
-from inspectd.publish.journal_lock import lock_journal
 from inspectd.publish.keys import CurveKeyError, check_clients_dir
+from inspectd.publish.late import record_late
 from inspectd.publish.metrics import NullMetrics
 from inspectd.publish.query_server import run_query_server, stop_query_server
 from inspectd.publish.retention import retention_thread
 from inspectd.publish.sender import HEARTBEAT_SCHEMA, STOP, run_sender
 from inspectd.publish.sockets import curve_setup, start_authenticator, start_socket_thread
+from inspectd.publish.station_journal import open_station_journal
 from inspectd.verdict import Verdict
 
 
@@ -109,14 +110,9 @@ class Publisher:
             raise PublishError(f"Publisher.start(): already {self._state}")
         cfg = self.cfg
         try:
-            self._lockfile = lock_journal(Path(cfg.journal))
-            missing_was = check_identity(Path(cfg.journal), allow_new=self._new_journal)
-            try:
-                self._journal = Journal(cfg.journal, synchronous=self._sync)
-            except JournalError as e:
-                raise PublishError(str(e)) from e
-            replaced = record_identity(Path(cfg.journal), self._journal.journal_id, allow_new=self._new_journal)
-            self.previous_journal_id = missing_was or replaced
+            opened = open_station_journal(Path(cfg.journal), self._sync, allow_new=self._new_journal)
+            self._journal, self._lockfile = opened.journal, opened.lockfile
+            self.previous_journal_id = opened.previous_journal_id
             if self.previous_journal_id is not None:
                 self._log.warning("journal_new", journal=str(cfg.journal), journal_id=self._journal.journal_id,
                                   previous_journal_id=self.previous_journal_id, seq_from=self._journal.last_seq(self.station) + 1)  # fmt: skip
@@ -143,16 +139,7 @@ class Publisher:
                 )
                 self._retention.start()
             if cfg.archive_dir is not None:
-                try:
-                    self.archive = NgArchive(
-                        cfg.archive_dir,
-                        cfg.archive_max_mb,
-                        log=self._log,
-                        metrics=self._metrics,
-                        compression=cfg.archive_compression,
-                    )
-                except OSError as e:
-                    raise PublishError(f"NG archive dir {cfg.archive_dir}: {e.strerror or e}") from e
+                self.archive = _open_archive(cfg, self._log, self._metrics)
         except BaseException:
             self._state = "running"  # let close() tear down what was started
             self.close()
@@ -329,38 +316,11 @@ class Publisher:
             )
 
     def record_late(self, verdict: Verdict, published_seq: int) -> None:
-        """Journal a result that came after its frame was published as TIMEOUT (seq `published_seq`).
-
-        Not published: the line already acted on the TIMEOUT; a second,
-        contradicting verdict for the same part would be worse than none.
-        """
+        """Journal a result that came after its frame was published as TIMEOUT (seq `published_seq`); not
+        published (late.py says why)."""
         if self._state != "running":
             raise PublishError(f"record_late() on a publisher that is {self._state}")
-        now = time.time_ns()
-        upd: dict[str, Any] = {"station": self.station, "t_published_ns": 0}
-        if verdict.t_acquired_ns > 0:
-            upd["latency_ms"] = round((now - verdict.t_acquired_ns) / 1e6, 3)
-        v = verdict.model_copy(update=upd)
-        try:
-            published = self._journal.get(self.station, published_seq)
-            self._journal.append_late(v, published_seq, now)
-        except JournalError as e:
-            self._metrics.error("journal")
-            self._log.error("journal_late_failed", frame_id=v.frame_id, published_seq=published_seq, error=str(e))
-            raise PublishError(str(e)) from e
-        self._metrics.late(str(v.result))
-        fields = {
-            "published_seq": published_seq,
-            "frame_id": v.frame_id,
-            "late_result": str(v.result),
-            "latency_ms": v.latency_ms,
-        }
-        if published is None:
-            self._log.warning("late_result_unknown_seq", **fields)
-        elif published.get("frame_id") != v.frame_id:
-            self._log.warning("late_result_frame_mismatch", published_frame_id=published.get("frame_id"), **fields)
-        else:
-            self._log.info("late_result_journaled", published_result=published.get("result"), **fields)
+        record_late(self._journal, self.station, verdict, published_seq, metrics=self._metrics, log=self._log)
 
     def reload_curve_clients(self) -> None:
         """Re-read curve_clients_dir (after adding or removing a client's public key)."""
@@ -429,3 +389,10 @@ class Publisher:
         """What the PUB thread sends on the ``heartbeat`` topic (docs/publish.md): a subset of `health()`."""
         h = self.health()
         return {"schema": HEARTBEAT_SCHEMA} | {k: h[k] for k in ("station", "last_seq", "t_ns", "health", "query", "journal_id")}
+
+
+def _open_archive(cfg: PublishConfig, log, metrics) -> NgArchive:
+    try:
+        return NgArchive(cfg.archive_dir, cfg.archive_max_mb, log=log, metrics=metrics, compression=cfg.archive_compression)
+    except OSError as e:
+        raise PublishError(f"NG archive dir {cfg.archive_dir}: {e.strerror or e}") from e
