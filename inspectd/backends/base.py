@@ -35,6 +35,8 @@ class EngineSettings(BaseModel):
         None, ge=0, le=200,
         description="tiles reach this many layer pitches behind the front; 0 = ROI-sized tiles; unset = the model card's",
     )  # fmt: skip
+    # Take a sub-threshold peak where the stack's alternation says a tip is missing (tips/comb.py).
+    fill_breaks: bool | None = Field(None, description="complete the comb from sub-threshold peaks; unset = the model card's")
 
 
 class EngineError(RuntimeError):

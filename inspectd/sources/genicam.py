@@ -46,7 +46,9 @@ This module is the plugin (``SCHEME``, the config, `GenicamSource`,
 - `inspectd.sources.genicam_nodes`: `find_producers`, device descriptions and
   the node-map helpers (`set_node`, `try_set_node`, ...);
 - `inspectd.sources.genicam_device`: `Connection` (the open device:
-  configure, triggers, part-id chunk, close), `DeviceLost`, `GenicamHealth`.
+  configure, triggers, part-id chunk, close), `DeviceLost`, `GenicamHealth`;
+- `inspectd.sources.genicam_buffer`: a buffer's image (straight into a ring
+  slot) and the device's frame id and timestamp.
 
 `PixelFormatError`, `payload_to_image`, `find_producers` and `DeviceLost`
 stay importable from here.
@@ -61,7 +63,6 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import Field, field_validator
 
 from inspectd.frames import Frame, FrameReadError, Sidecar
@@ -69,11 +70,12 @@ from inspectd.osthread import named_thread
 from inspectd.sources.base import Alloc, Pacer, SourceConfigBase, SourceError
 from inspectd.sources.genicam_device import Connection, DeviceLost, GenicamHealth, IncompleteBuffer
 from inspectd.sources.genicam_nodes import ENV_PATH, find_producers
-from inspectd.sources.pixel_formats import PIXEL_FORMATS, PixelFormatError, PixelFormatName, payload_to_image
+from inspectd.sources.genicam_buffer import buffer_image, buffer_stamps
+from inspectd.sources.pixel_formats import PixelFormatError, PixelFormatName, payload_to_image
 
 try:  # guarded import: harvesters/genicam are the optional `genicam` extra
     from genicam.gentl import TimeoutException as GenTLTimeout
-    from harvesters.core import DeviceInfo
+    from harvesters.core import DeviceInfo  # noqa: F401  (only to learn here whether harvesters is installed)
 
     _IMPORT_ERROR: Exception | None = None
 except ImportError as e:  # pragma: no cover - exercised only where the extra is missing
@@ -370,36 +372,9 @@ class GenicamSource:
         k = self._k
         self._k += 1
         frame_id = self._frame_id(conn, k)
-        extra: dict[str, Any] = {"camera": conn.device}
+        extra: dict[str, Any] = {"camera": conn.device, **buffer_stamps(buf)}
         try:
-            fid = int(buf.module.frame_id)
-            extra["device_frame_id"] = fid
-        except Exception:
-            pass
-        try:
-            ts = int(buf.timestamp)
-            if ts:
-                extra["device_timestamp"] = ts
-                extra["device_timestamp_hz"] = int(buf.timestamp_frequency)
-        except Exception:
-            pass
-        try:
-            comps = [c for c in buf.payload.components if getattr(c, "data_format", None) in PIXEL_FORMATS]
-            if not comps:
-                got = [getattr(c, "data_format", "?") for c in buf.payload.components]
-                raise PixelFormatError(f"no mono image component in the buffer (components: {got or 'none'})")
-            c = comps[0]
-            fmt = c.data_format
-            layout = PIXEL_FORMATS[fmt][1]
-            if layout in ("u8", "u16"):
-                raw = c.data.view(np.uint8)  # Harvesters' view of the buffer; payload_to_image copies
-            else:  # packed: unpack the raw bytes ourselves
-                raw = np.frombuffer(buf.module.raw_buffer, np.uint8)[int(c.data_offset) :]
-            w, h = int(c.width), int(c.height)
-            out = None
-            if alloc is not None and layout in ("u8", "u16"):  # packed formats unpack into their own array
-                out = alloc((h, w), np.uint8 if layout == "u8" else np.uint16)
-            image, bits = payload_to_image(raw, fmt, w, h, int(c.x_padding or 0), out=out)
+            image, bits = buffer_image(buf, alloc)
             part_id = conn.part_id()
         except Exception as e:
             return FrameReadError(frame_id=frame_id, path=Path(self.name), message=f"{self.name}: {e}")

@@ -32,6 +32,7 @@ class HrnetDetector:
     threshold / decoder: override the card's calibrated threshold / sub-pixel
     decoder ("dark" | "quarter" | "argmax").
     back_pitches: override how far behind the front the tiles reach (`[engine] back_pitches`).
+    fill_breaks: override the card's `decode.fill_breaks` (tips/comb.py; `[engine] fill_breaks`).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class HrnetDetector:
         threshold: float | None = None,
         decoder: str | None = None,
         back_pitches: float | None = None,
+        fill_breaks: bool | None = None,
     ):
         self.engine = engine
         self.card = card if isinstance(card, ModelCard) else load_card(card)
@@ -51,6 +53,7 @@ class HrnetDetector:
         self.codec = self.card.codec()
         self.threshold = float(threshold if threshold is not None else self.codec.threshold)
         self.decoder = decoder or self.codec.decoder
+        self.fill_breaks = bool(self.card.decode.get("fill_breaks", False) if fill_breaks is None else fill_breaks)
         self.name = self.card.model_id
         self.last = None  # FrameTips of the last frame (scores, plan), for overlays/debugging
         self._loaded = False
@@ -63,7 +66,10 @@ class HrnetDetector:
             if not self._loaded:
                 self.engine.load()
                 self._loaded = True
-            ft = detect_tips(self.engine.infer, img8, roi, self.spec, self.codec, self.threshold, self.decoder)
+            ft = detect_tips(
+                self.engine.infer, img8, roi, self.spec, self.codec, self.threshold, self.decoder,
+                fill_breaks=self.fill_breaks,
+            )  # fmt: skip
         except EngineError as e:
             raise DetectionUnavailable(str(e)) from e
         self.last = ft
@@ -102,4 +108,4 @@ def load_detector(engine_cfg, *, warmup: bool = True) -> HrnetDetector:
             card.decode["threshold"] = ck["val"]["threshold"]
     else:
         raise DetectionUnavailable(f"no model card beside {Path(engine_cfg.model)} (expected {cp})")
-    return HrnetDetector(eng, card, back_pitches=engine_cfg.back_pitches)
+    return HrnetDetector(eng, card, back_pitches=engine_cfg.back_pitches, fill_breaks=engine_cfg.fill_breaks)

@@ -16,6 +16,7 @@ import numpy as np
 
 from inspectd.imaging.canonical import points_to_canonical
 from inspectd.tips.codec import HeatmapCodec
+from inspectd.tips.comb import fill_alternation_breaks
 from inspectd.tips.crop import CropPlan, InputSpec, make_batch, pitch_candidates
 
 __all__ = ["FrameTips", "detect_tips", "drop_stray_back_cathodes", "merge_tiles"]
@@ -76,6 +77,7 @@ def detect_tips(
     method: str | None = None,
     pitch: float | None = None,
     keep_heatmaps: bool = False,
+    fill_breaks: bool = False,
 ) -> FrameTips:
     """Tips of one frame (uint8 `img8`, windowed) inside `roi` (full-frame px, with orientation).
 
@@ -84,13 +86,14 @@ def detect_tips(
     it is surest of (highest mean peak score, at least MIN_SCALE_TIPS tips)
     wins: on the 40 held-out simulator and real frames where this happens,
     missed + false tips 701 -> 550 against the size rule alone (the best
-    candidate each time, known from the labels: 380).
+    candidate each time, known from the labels: 380). `fill_breaks`: complete
+    the comb from sub-threshold peaks (tips/comb.py).
     """
     candidates = [(pitch, "given")] if pitch is not None else pitch_candidates(img8, roi, spec)
     best: FrameTips | None = None
     best_score = -1.0
     for p, src in candidates:
-        ft = _detect_at(infer, img8, roi, spec, codec, threshold, method, p, src, keep_heatmaps)
+        ft = _detect_at(infer, img8, roi, spec, codec, threshold, method, p, src, keep_heatmaps, fill_breaks)
         if len(candidates) == 1:
             return ft
         scores = np.concatenate([ft.anode[:, 2], ft.cathode[:, 2]])
@@ -102,16 +105,19 @@ def detect_tips(
     return best
 
 
-def _detect_at(infer, img8, roi, spec, codec, threshold, method, pitch, source, keep_heatmaps) -> FrameTips:
+def _detect_at(infer, img8, roi, spec, codec, threshold, method, pitch, source, keep_heatmaps, fill_breaks) -> FrameTips:
     batch, plan = make_batch(img8, roi, spec, pitch, source)
     hm = np.asarray(infer(batch), np.float32)
     thr = codec.threshold if threshold is None else threshold
     a, c = merge_tiles(hm, plan, codec, DOUBT_FLOOR * thr, method or codec.decoder)
-    doubt = np.vstack([a[a[:, 2] < thr], c[c[:, 2] < thr]])
+    low_a, low_c = a[a[:, 2] < thr], c[c[:, 2] < thr]
     a, c = a[a[:, 2] >= thr], c[c[:, 2] >= thr]
     if spec.back_pitches > 0:
         c = drop_stray_back_cathodes(a, c, plan)
-    return FrameTips(a, c, plan, hm if keep_heatmaps else None, doubt)
+    if fill_breaks:
+        a, c, low_a, low_c = fill_alternation_breaks(a, c, low_a, low_c, plan)
+        a, c = _along_stack(a, plan), _along_stack(c, plan)
+    return FrameTips(a, c, plan, hm if keep_heatmaps else None, np.vstack([low_a, low_c]))
 
 
 def drop_stray_back_cathodes(anode: np.ndarray, cathode: np.ndarray, plan: CropPlan, behind: float = 6.0) -> np.ndarray:
