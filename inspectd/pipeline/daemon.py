@@ -29,7 +29,7 @@ The parts, one file each: `acquisition` (the source thread, into the ring),
 workers, results and crashes back), `ordering` (verdicts decided once and
 published in order), `supervisor` (worker processes and the restart budget),
 `identity` (PLC part ids), `ng_archiver` (the NG archive thread), `signals`,
-`health` (gauges, heartbeat health, systemd), `startup`. This module holds the
+`draining` (drain and fail), `health` (gauges, heartbeat health, systemd), `startup`. This module holds the
 state they share, the start and stop, and the event loop that calls them.
 Entry points: `inspectd.pipeline.run` (``run_daemon``, the CLI's
 ``inspectd run``, and ``python -m inspectd.pipeline.run`` with the same flags;
@@ -52,6 +52,7 @@ from inspectd.config import Config, ConfigError, load_config
 from inspectd.observability import Metrics, SdNotify, get_logger
 from inspectd.pipeline.acquisition import Acquisition
 from inspectd.pipeline.dispatch import Dispatching
+from inspectd.pipeline.draining import Draining
 from inspectd.pipeline.health import Housekeeping
 from inspectd.pipeline.entry import Entry, Phase
 from inspectd.pipeline.identity import PartIdentity
@@ -74,7 +75,6 @@ __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Daemon"]
 
 TICK_S = 0.2  # the loop wakes at least this often (watchdog, health, sd_notify)
 WORKER_START_TIMEOUT_S = 120.0  # acquisition starts when every worker is warm, or after this
-LATE_GRACE_S = 2.0  # on drain, how long to wait for results of frames already published as TIMEOUT
 
 
 def _check_picklable(factory) -> None:
@@ -89,7 +89,7 @@ def _check_picklable(factory) -> None:
         ) from e
 
 
-class Daemon(Dispatching, Ordering, Signals, Housekeeping):
+class Daemon(Dispatching, Ordering, Signals, Housekeeping, Draining):
     def __init__(
         self,
         cfg: Config,
@@ -344,70 +344,3 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping):
                 self._read_worker(h)
             elif not h.proc.is_alive():  # sentinel
                 self._on_worker_death(h)
-
-    # ---------------------------------------------------------------- drain / fail
-
-    def begin_drain(self, reason: str) -> None:
-        if self.phase in (Phase.DRAINING, Phase.DONE):
-            return
-        self.phase = Phase.DRAINING
-        self.drain_reason = reason
-        self._drain_started = time.monotonic()
-        if self.acquisition is not None:
-            self.acquisition.stop()
-        self.sd.stopping(f"draining: {reason}")
-        self.log.info("draining", reason=reason, in_flight=self.acquired - self.next_pub, running=len(self.pool.busy()))
-        if self.acquisition is None:
-            self._acq_done = True
-
-    def fail(self, msg: str, publishable: bool = True) -> None:
-        """Stop with exit 1: every frame still owed gets ERROR INTERNAL naming the failure (if publishable).
-
-        A second call can only make it final: `publishable=False` (the publisher itself has failed for
-        a while) ends the drain even when an earlier failure started it.
-        """
-        if self.fatal_msg is not None:
-            if not publishable and self.phase != Phase.DONE:
-                self.log.critical("daemon_failed", msg=msg, first=self.fatal_msg)
-                self.phase = Phase.DONE
-            return
-        self.fatal_msg = msg
-        self.exit_code = EXIT_FAILED
-        self.log.critical("daemon_failed", msg=msg)
-        self.begin_drain(f"failure: {msg}")
-        if self.phase == Phase.DRAINING:
-            for e in list(self.entries.values()):
-                if e.verdict is None:
-                    self._resolve(e, self._internal(e, f"daemon stopping: {msg}"))
-            self._pending_clear()
-        if not publishable:
-            self.phase = Phase.DONE
-
-    def _check_done(self, now: float) -> None:
-        if self.phase != Phase.DRAINING:
-            return
-        if not self._acq_done:
-            if self.acquisition is not None and self.acquisition.died():
-                self._acq_done = True  # it died without its last record
-            else:
-                return
-        self._take_acquired()
-        if self.next_pub < self.acquired:
-            return
-        if self.identity.triggered or self.identity.owed:
-            self.identity.drain()  # the cells still waiting for a frame are owed a verdict too
-            self._publish_ready()
-            if self.identity.owed:
-                return
-        if self._all_published_at is None:
-            self._all_published_at = now
-        late_waiting = [e for e in self.entries.values() if e.running]
-        grace = 0.0 if self.fatal_msg else LATE_GRACE_S
-        if late_waiting and now - self._all_published_at < grace:
-            return
-        if late_waiting:
-            self.log.warning("late_results_not_awaited", frames=[e.frame_id for e in late_waiting], grace_s=grace)
-        self.log.info(
-            "drained", reason=self.drain_reason, frames=self.acquired, seconds=round(now - self._drain_started, 3)
-        )
-        self.phase = Phase.DONE
