@@ -1,12 +1,14 @@
 """Score the family-grouped folds of engines/real_cv52.sh on their held-out real frames (docs/accuracy.md).
 
 Usage from the repo root: .venv/bin/python engines/cv52_score.py [OUT=runs/cv52]
+(the series folds: FOLDS=s0,s1,s2,s3 .venv/bin/python engines/cv52_score.py runs/cv52s)
 Each fold model is replayed on its held-out family only (gate off, correction off; then correction on; then the
 gate on), the verdicts are pooled over the folds and scored against the checked labels of all 52 frames, per
 capture family and overall. Baseline in the same run: baf52edf (runs/dr/shipped, never trained on a real frame),
 replayed on the same frames. Prints markdown rows and writes OUT/cv52.json.
 """
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 R = Path(__file__).resolve().parents[1]
 I = str(R / ".venv/bin/inspectd")
 OUT = R / (sys.argv[1] if len(sys.argv) > 1 else "runs/cv52")
-FOLDS = ["clear", "blur", "shadow", "tray", "fork", "guanyu", "1600"]
+FOLDS = os.environ.get("FOLDS", "clear,blur,shadow,tray,fork,guanyu,1600").split(",")  # FOLDS=s0,s1,s2,s3: SERIES=1 folds
 FAMILY = [("YXTP", "1600²"), ("guanyu-fork", "guanyu-fork"), ("guanyu", "guanyu-tip"), ("fork_interference", "fork"),
           ("lose_point", "lose_point"), ("tray", "tray"), ("shadow", "separator_shadow"), ("blur", "blur"),
           ("clear", "clear")]  # fmt: skip

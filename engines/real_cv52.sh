@@ -6,6 +6,9 @@
 # other families (weight 2), 600 steps (~8 min on 2 cores), and is scored on its held-out family only.
 # "all" is the shipped recipe: the same, on all 52 frames. Needs runs/ft/sim, runs/ft/test (engines/real_cv.sh),
 # runs/dr/train/all, runs/dr/val (engines/broad.sh). AUG='{...}' passes augmentation overrides (train --aug). Resumable: a finished fold is skipped, a killed one resumes.
+# SERIES=1 engines/real_cv52.sh runs/cv52s: the other question, how the recipe does on new frames of families it has
+# seen (what a station meets once its own frames are in training): 4 folds s0..s3, each family's frames dealt round
+# in stem order, near-twins (the two captures of cell YXTP00682) in one fold; the family table is pooled the same way.
 set -euo pipefail
 I=.venv/bin/inspectd
 OUT=${1:-runs/cv52}
@@ -23,7 +26,19 @@ def family(s):
         if key in s: return fam
     raise SystemExit(f"no family for {s}")
 stems = {os.path.basename(f)[:-5] for f in glob.glob("engines/labels/real/*.json")}
-held = {s for s in stems if family(s) == fold}
+if os.environ.get("SERIES"):  # deal each family's frames round 4 folds; a cell's two captures stay together
+    cell = lambda s: s.split("-")[0] if s.startswith("YXTP") else s
+    fold_of, k = {}, {}
+    for s in sorted(stems):
+        f = family(s)
+        if cell(s) in fold_of:
+            fold_of[s] = fold_of[cell(s)]
+            continue
+        fold_of[s] = fold_of[cell(s)] = f"s{k.get(f, 0) % 4}"
+        k[f] = k.get(f, 0) + 1
+    held = {s for s in stems if fold_of[s] == fold}
+else:
+    held = {s for s in stems if family(s) == fold}
 if not os.path.isdir(out + "/real"):
     assemble(f"{real}/images", "engines/labels/real", out + "/real", only=stems - held)
 if held and not os.path.isdir(out + "/test"):
@@ -43,5 +58,6 @@ train() { # fold steps
   $I export $ck $O/model.onnx --calib runs/dr/val --test runs/ft/test --calib-frames 60 --test-frames 100 \
     --no-timing > $O/export.out 2>&1
 }
-for fold in ${FOLDS:-clear blur shadow tray fork guanyu 1600}; do train $fold 600; done
+DEFAULT_FOLDS="clear blur shadow tray fork guanyu 1600"; [ -n "${SERIES:-}" ] && DEFAULT_FOLDS="s0 s1 s2 s3"
+for fold in ${FOLDS:-$DEFAULT_FOLDS}; do train $fold 600; done
 [ -n "${NO_ALL:-}" ] || train all 600

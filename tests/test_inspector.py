@@ -82,3 +82,21 @@ def test_the_chain_reads_only_what_an_earlier_stage_filled():
         assert set(st.reads) <= have, f"{st.name} reads {set(st.reads) - have} before any stage fills it"
         have |= set(st.fills)
     assert [s.name for s in CHAIN] == ["preprocess", "locate", "detect", "refine", "measure"]
+
+
+def test_a_defocused_stack_is_found_on_the_sharpened_frame_when_nothing_else_finds_it():
+    """sim defocus family frame 3 (seed 8008): no corner pass finds a stack on the frame itself; the unsharp-masked
+    copy does, and the ROI holds every anode tip (the tips are then read on the frame as it is)."""
+    from inspectd.inspection.corner_backends import OpenCvCorners
+    from inspectd.inspection.roi import find_roi
+    from inspectd.inspection.stages import corner_attempts, locate, preprocess
+    from inspectd.sim import SimOptions, render_frame
+
+    f = render_frame(8008, 3, SimOptions(size=1000, bit_depth=12, families=("defocus",), family_rate=1.0))
+    frame = Frame(frame_id="d3", image=f.image, meta=Sidecar(bit_depth=f.bit_depth, mm_per_px=f.mm_per_px))
+    cfg, img8 = Config(), preprocess(frame)
+    be = OpenCvCorners()
+    assert all(find_roi(img8, be.detect_corners(img8, c), cfg.roi) is None for c in corner_attempts(cfg.corners, img8.shape))
+    _, roi = locate(img8, cfg)
+    a = f.anode_tips
+    assert np.all((a[:, 0] >= roi.x0) & (a[:, 0] < roi.x1) & (a[:, 1] >= roi.y0) & (a[:, 1] < roi.y1))
