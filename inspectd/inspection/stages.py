@@ -68,16 +68,22 @@ def locate(img8: np.ndarray, cfg: Config, backend: CornerBackend | None = None) 
     """
 
     backend = backend or OpenCvCorners()
+    found = _locate_on(img8, cfg, backend)
+    if found[1] is None:  # last: a defocused frame's stripes, sharpened (the tips are still read on img8)
+        found = _locate_on(sharpened(img8), cfg, backend)
+    if found[1] is None:
+        raise StageError(ReasonCode.NO_STACK, f"no electrode stack found ({len(found[0])} corners)")
+    return found
+
+
+def _locate_on(img: np.ndarray, cfg: Config, backend: CornerBackend) -> tuple[np.ndarray, Roi | None]:
     corners = np.zeros((0, 3), np.float32)
-    for img in (img8, None):
-        if img is None:  # last: a defocused frame's stripes, sharpened (the tips are still read on img8)
-            img = sharpened(img8)
-        for ccfg in corner_attempts(cfg.corners, img8.shape):
-            corners = backend.detect_corners(img, ccfg)
-            roi = find_roi(img, corners, cfg.roi)
-            if roi is not None:
-                return corners, roi
-    raise StageError(ReasonCode.NO_STACK, f"no electrode stack found ({len(corners)} corners)")
+    for ccfg in corner_attempts(cfg.corners, img.shape):
+        corners = backend.detect_corners(img, ccfg)
+        roi = find_roi(img, corners, cfg.roi)
+        if roi is not None:
+            return corners, roi
+    return corners, None
 
 
 SHARPEN_SIGMA = 0.008  # of the frame's long side: the blur the unsharp mask takes away
