@@ -17,7 +17,7 @@ def _stack(orientation: Orientation, n: int = 10, pitch: float = 12.0):
     """Anodes at x = 400, cathodes at x = 360 (canonical: tips point +x), alternating along y; full-frame px."""
     a = np.array([[400.0 + (k % 3), 100 + 2 * k * pitch, 0.9] for k in range(n + 1)])
     c = np.array([[360.0 - (k % 2), 100 + (2 * k + 1) * pitch, 0.85] for k in range(n)])
-    to_full = lambda p: np.column_stack([points_from_canonical(p[:, :2], orientation, SHAPE), p[:, 2]])  # noqa: E731
+    to_full = lambda p: np.column_stack([points_from_canonical(p[:, :2], orientation, SHAPE), p[:, 2]])
     return to_full, a, c, SimpleNamespace(orientation=orientation, frame_shape=SHAPE)
 
 
@@ -40,7 +40,7 @@ def test_a_missing_layer_without_a_peak_stays_a_break_and_a_short_stack_is_left_
     full, a, c, plan = _stack(Orientation.RIGHT)
     c = np.delete(c, 4, axis=0)
     far = np.array([[362.0, 100 + 8 * 12.0 + 1.0, 0.5]])  # 1 px from the anode before the break: not its middle
-    a2, c2, _, lc = fill_alternation_breaks(full(a), full(c), np.zeros((0, 3)), full(far), plan)
+    _, c2, _, lc = fill_alternation_breaks(full(a), full(c), np.zeros((0, 3)), full(far), plan)
     assert len(c2) == len(c) and len(lc) == 1
     few_a, few_c = full(a[:2]), full(c[:1])
     out = fill_alternation_breaks(few_a, few_c, np.zeros((0, 3)), full(far), plan)
@@ -52,6 +52,6 @@ def test_a_missing_anode_is_filled_too_and_at_most_one_peak_per_break():
     gone = a[5].copy()
     a = np.delete(a, 5, axis=0)
     low_a = np.array([[gone[0] - 1, gone[1], 0.45], [gone[0] + 1, gone[1] + 3, 0.5]])
-    a2, c2, la, _ = fill_alternation_breaks(full(a), full(c), full(low_a), np.zeros((0, 3)), plan)
+    a2, _, la, _ = fill_alternation_breaks(full(a), full(c), full(low_a), np.zeros((0, 3)), plan)
     assert len(a2) == len(a) + 1 and len(la) == 1
     assert np.isclose(a2[-1, 2], 0.5)  # the stronger of the two

@@ -14,7 +14,7 @@ import time
 from inspectd.pipeline.entry import Phase
 from inspectd.pipeline.startup import EXIT_FAILED
 
-__all__ = ["Draining", "LATE_GRACE_S"]
+__all__ = ["LATE_GRACE_S", "Draining"]
 
 LATE_GRACE_S = 2.0  # on drain, how long to wait for results of frames already published as TIMEOUT
 

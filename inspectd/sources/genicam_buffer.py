@@ -20,16 +20,17 @@ __all__ = ["buffer_image", "buffer_stamps"]
 def buffer_stamps(buf: Any) -> dict[str, int]:
     """The sidecar's device_frame_id / device_timestamp(_hz), where the producer gives them."""
     out: dict[str, int] = {}
+    # A producer that lacks a node raises anything from AttributeError to its own GenTL errors: no stamp then.
     try:
         out["device_frame_id"] = int(buf.module.frame_id)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110
         pass
     try:
         ts = int(buf.timestamp)
         if ts:
             out["device_timestamp"] = ts
             out["device_timestamp_hz"] = int(buf.timestamp_frequency)
-    except Exception:
+    except Exception:  # noqa: BLE001, S110
         pass
     return out
 
