@@ -52,12 +52,12 @@ train() { # fold steps
   fold_dumps $1
   $I train --data runs/ft/sim --data runs/dr/train/all --data $O/real --val runs/dr/val --out $O/run \
     --init engines/checkpoints/hrnet_w12s_gpu15k.pt --tile-w 352 --sigma 1.0 --steps $2 --lr 0.0002 --warmup 50 \
-    --val-frames 60 --val-every 300 --ckpt-every 100 --dump-weights '{"/real": 2}' --seed 3 --workers 1 ${AUG:+--aug "$AUG"} \
+    --val-frames 60 --val-every 300 --ckpt-every 100 --dump-weights "{\"/real\": ${RW:-2}}" --seed 3 --workers 1 ${AUG:+--aug "$AUG"} \
     $( [ -f $O/run/last.pt ] && echo --resume ) > $O/train.out 2>&1
   local ck=$O/run/best.pt; [ -f $ck ] || ck=$O/run/last.pt
   $I export $ck $O/model.onnx --calib runs/dr/val --test runs/ft/test --calib-frames 60 --test-frames 100 \
     --no-timing > $O/export.out 2>&1
 }
 DEFAULT_FOLDS="clear blur shadow tray fork guanyu 1600"; [ -n "${SERIES:-}" ] && DEFAULT_FOLDS="s0 s1 s2 s3"
-for fold in ${FOLDS:-$DEFAULT_FOLDS}; do train $fold 600; done
-[ -n "${NO_ALL:-}" ] || train all 600
+for fold in ${FOLDS:-$DEFAULT_FOLDS}; do train $fold ${STEPS:-600}; done
+[ -n "${NO_ALL:-}" ] || train all ${STEPS:-600}
