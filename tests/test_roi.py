@@ -331,3 +331,18 @@ def test_a_denser_clamp_corner_does_not_take_the_roi_from_a_short_stack():
     roi = find_roi(img8, corners, cfg.roi)
     assert roi.orientation.name == "DOWN"
     assert all(roi.x0 <= x < roi.x1 and roi.y0 <= y < roi.y1 for x, y in tips)
+
+
+def test_a_comb_longer_than_the_stack_is_tall_keeps_its_cathode_tips_in_the_box():
+    """Held-out sim tail frame 8000 #18: 16 layers, 3 mm overhangs (~150 px) on a 200 px tall stack. The
+    cathode front was looked for only 0.6 h behind the anode front, so the box ended 40 px short of
+    every cathode tip; the box's x_c is now looked for 1.5 h back (the layer count keeps the 0.6 h one)."""
+    from inspectd.config import Config
+    from inspectd.inspection.stages import locate
+    from inspectd.sim import SimOptions, render_frame
+
+    f = render_frame(8000, 18, SimOptions(size=1000, bit_depth=12, families=("tail",), family_rate=1.0))
+    _, roi = locate(to_8bit(f.image, 12), Config())
+    assert roi.orientation.name == "DOWN"
+    for x, y in np.vstack([f.anode_tips, f.cathode_tips]):
+        assert roi.x0 <= x < roi.x1 and roi.y0 <= y < roi.y1, (x, y, roi)

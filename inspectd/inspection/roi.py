@@ -43,7 +43,9 @@ S = max(H, W):
    changing, at most twice.
 4. Cathode front x_c: the steepest rise of the column-mean profile over rows
    [b, a] in [x_a - 0.6 h, x_a - 0.03 S] (dark stack body -> comb). The dark
-   lines across [x_c, x_a] are counted (the stack check of step 1).
+   lines across [x_c, x_a] are counted (the stack check of step 1). The box
+   takes its x_c from the same search reaching 1.5 h back: a comb longer than
+   0.6 h (long tails, 3 mm overhangs on a short stack) keeps its cathode tips.
 5. Box (eq. 3-4 with |b - a|): centre x_m = (x_c + x_a)/2, y_m = (a + b)/2,
    half-width max(λ h, (x_a - x_c)/2 + 0.1 h) + margin_frac S + margin_px,
    half-height (1/2 + pad_y) h + margin_px, h = |a - b|, clipped to the frame
@@ -85,6 +87,8 @@ _SQRT_LUT = np.sqrt(np.arange(256, dtype=np.float32))
 CANDIDATES = 3  # corner clusters tried, densest first
 SURE_LAYERS = 2  # a cluster showing this many times min_layers layers ends the search
 BAND_BACK = 0.5  # the tip band reaches this fraction of the comb length behind the cathode front
+CATHODE_REACH = 0.6  # the stack check's x_c (layers counted from it) is looked for this many stack heights behind x_a
+BOX_REACH = 1.5  # the box's x_c: this far back, so a comb longer than 0.6 h (long tails) keeps its cathode tips
 TIP_PAD = 0.10  # the box reaches at least this fraction of h beyond both tip fronts
 BAND_H, BAND_S = 0.35, 0.02  # row-profile band left of x_a: BAND_H * h + BAND_S * S wide
 FLOOR_PCT = 10.0  # noise floor of the column texture profile: this percentile right of the start
@@ -205,11 +209,11 @@ def _stack_rows(
     return walk(-int(cfg.step_top)), walk(int(cfg.step_bottom))
 
 
-def _cathode_front(c: np.ndarray, rows: tuple[int, int], x_a: int, size: int) -> int:
-    """x_c: steepest rise of the column-mean profile left of x_a (body -> comb) (step 4)."""
+def _cathode_front(c: np.ndarray, rows: tuple[int, int], x_a: int, size: int, reach: float) -> int:
+    """x_c: steepest rise of the column-mean profile within `reach` stack heights left of x_a (body -> comb) (step 4)."""
     b, a = rows
     h = a - b + 1
-    lo = max(0, int(x_a - 0.6 * h))
+    lo = max(0, int(x_a - reach * h))
     hi = max(lo + 2, int(x_a - 0.03 * size))
     prof = _gauss1d(np.asarray(c[b : a + 1, lo:hi], dtype=np.float32).mean(axis=0), max(1.0, 0.004 * size))
     if prof.size < 3:
@@ -270,8 +274,9 @@ def _search(img: np.ndarray, pts: np.ndarray, cluster, o_fixed: Orientation | No
         h_est = float(rows[1] - rows[0] + 1)
     if rows[1] - rows[0] < max(4, 0.01 * size):
         return None
-    x_c = _cathode_front(c, rows, x_a, size)
-    return _Stack(o, (x0, y0), rows, x_a, x_c, _count_layers(c, rows, x_c, x_a, size))
+    x_c = _cathode_front(c, rows, x_a, size, CATHODE_REACH)
+    x_box = min(x_c, _cathode_front(c, rows, x_a, size, BOX_REACH))
+    return _Stack(o, (x0, y0), rows, x_a, x_box, _count_layers(c, rows, x_c, x_a, size))
 
 
 def find_roi_detail(
