@@ -5,9 +5,8 @@ and py-spy see "python" for all of them. Naming each thread in the kernel
 (prctl PR_SET_NAME, 15 characters) lets an operator see which one burns a core
 and lets the bench split the main process's CPU by thread.
 
-A thread's nice value is its own on Linux (setpriority on the thread id): the
-NG archive writer runs at a lower priority so its compression takes the CPU
-the inspection workers leave, not theirs.
+Child processes (workers, the NG archive writer) die with the daemon
+(`die_with_parent`, PR_SET_PDEATHSIG), so a kill -9 leaves no orphan.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import os
 import sys
 import threading
 
-__all__ = ["name_this_thread", "lower_this_thread", "named_thread", "prctl"]
+__all__ = ["die_with_parent", "name_this_thread", "named_thread", "prctl"]
 
 _PR_SET_NAME = 15
 
@@ -40,13 +39,11 @@ def os_name(name: str) -> str:
     return name.removeprefix("inspectd-")[:15]
 
 
-def named_thread(target, name: str, *, nice: int = 0, args: tuple = (), kwargs: dict | None = None) -> threading.Thread:
-    """A daemon `threading.Thread` that names itself in the kernel (and lowers its priority by `nice`) first."""
+def named_thread(target, name: str, *, args: tuple = (), kwargs: dict | None = None) -> threading.Thread:
+    """A daemon `threading.Thread` that names itself in the kernel first."""
 
     def run() -> None:
         name_this_thread(os_name(name))
-        if nice:
-            lower_this_thread(nice)
         target(*args, **(kwargs or {}))
 
     return threading.Thread(target=run, name=name, daemon=True)
@@ -58,13 +55,13 @@ def name_this_thread(name: str | None = None) -> bool:
     return prctl(_PR_SET_NAME, ctypes.c_char_p(raw))
 
 
-def lower_this_thread(nice: int) -> bool:
-    """Raise the calling thread's nice value by `nice` (lower priority); True if done. Never raises."""
-    if not sys.platform.startswith("linux") or nice <= 0:
-        return False
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + int(nice)))
-        return True
-    except OSError:
-        return False
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent (the daemon) dies, kill -9 included, so no orphan holds
+    a model, a frame or an archive slot; the next start must find the machine as a fresh one would.
+    Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    prctl(PR_SET_PDEATHSIG, 9)  # SIGKILL
+    if os.getppid() == 1:  # the parent died before prctl: nobody will read our results
+        os._exit(0)

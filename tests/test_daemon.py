@@ -730,6 +730,37 @@ def test_an_archive_disk_that_fills_up_skips_ng_images_and_no_verdict_is_lost(sm
     assert ng and failed, d.log_tail()  # the archive could not take them, and said why
 
 
+def test_the_ng_archive_writer_is_its_own_niced_process_and_a_kill9_of_it_costs_no_verdict(tmp_path):
+    """The NG archive's overlays and zlib run in a child process at nice +10 (not in the main process's CPU).
+    Killed -9 mid-run: the daemon says so at the next NG frame, starts it again and archives the NG frames
+    after that; frames in = verdicts out, and each NG frame is archived or counted as not archived."""
+    journal, ng = tmp_path / "j.sqlite", tmp_path / "ng"
+    d = Daemon(tmp_path, "--source", "sim:?seed=4&fps=10&size=512&count=60", "--journal", str(journal), "--tips",
+               "labels", "--archive-dir", str(ng), "--exit-at-end", "--workers", "1")  # fmt: skip
+    try:
+        first = d.event("archive_writer_started", 60)
+        pid = first["pid"]
+        assert open(f"/proc/{pid}/comm").read().strip() == "archive"
+        assert first["nice"] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        d.wait_for(lambda e: e.get("event") == "ng_archived", 30, "an NG frame archived")
+        os.kill(pid, signal.SIGKILL)
+        died = d.event("archive_writer_died", 60)
+        assert "starting it again" in died["msg"]
+        again = d.wait_for(lambda e: e.get("event") == "archive_writer_started" and e["pid"] != pid, 30, "a new writer")
+        assert again["pid"] != pid
+        rc = d.wait(60)
+    finally:
+        d.close()
+    rows = journal_rows(journal)
+    assert rc == 0 and len(rows) == 60 and [r["seq"] for r in rows] == list(range(1, 61))
+    ng_seqs = {r["seq"] for r in rows if r["result"] == "NG"}
+    archived = {int(p.name.split("-")[0]) for p in ng.glob("*.json")}
+    assert archived <= ng_seqs
+    assert any(e.get("pid") == again["pid"] for e in d.all("ng_archived")), "nothing archived after the restart"
+    skipped = len(d.all("archive_skipped"))
+    assert len(archived) + skipped + died["lost"] >= len(ng_seqs), (len(archived), skipped, died, len(ng_seqs))
+
+
 def test_the_loops_wait_set_follows_objects_that_come_and_go():
     """The persistent epoll set (pipeline/waitset.py): a readable pipe is reported, a closed and replaced one
     (its fd number reused) is followed, and an object that left the set is never reported again."""

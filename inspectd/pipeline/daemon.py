@@ -50,17 +50,17 @@ from pathlib import Path
 
 from inspectd.config import Config, ConfigError, load_config
 from inspectd.observability import Metrics, SdNotify, get_logger
+from inspectd.pipeline import recovery, startup
 from inspectd.pipeline.acquisition import Acquisition
 from inspectd.pipeline.dispatch import Dispatching
 from inspectd.pipeline.draining import Draining
-from inspectd.pipeline.health import Housekeeping
 from inspectd.pipeline.entry import Entry, Phase
+from inspectd.pipeline.health import Housekeeping
 from inspectd.pipeline.identity import PartIdentity
 from inspectd.pipeline.ng_archiver import NgArchiver
 from inspectd.pipeline.ordering import Ordering
 from inspectd.pipeline.shm_ring import FrameRing
 from inspectd.pipeline.signals import Signals
-from inspectd.pipeline import recovery, startup
 from inspectd.pipeline.startup import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from inspectd.pipeline.supervisor import WorkerPool, WorkerState
 from inspectd.pipeline.waitset import WaitSet
@@ -212,9 +212,11 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping, Draining):
             except ConfigError:
                 self._reload_file_cfg = None
         self._install_signals()
-        if self.publisher.archive is not None:
-            self.archiver = NgArchiver(self.publisher.archive, self.metrics, self.log)
-            self.archiver.start()
+        if self.publisher.archive is not None:  # its own process, fed through its own shared-memory slots
+            try:
+                self.archiver = startup.start_archiver(self.publisher.archive, self.ring, self.metrics, cfg, self.log)
+            except startup.StartupFailed as e:
+                return e.exit_code
         if cfg.preview.enabled:  # its own process; a failure there is logged, never fatal
             from inspectd.publish.preview import Preview
 

@@ -205,7 +205,7 @@ class Dispatching:
         e.t_start, e.t_end, e.t_result = t0, t1, time.monotonic()
         if e.verdict is None:
             if v.result == Result.NG and self.archiver is not None and e.ref is not None:
-                e.ng_image = self.ring.view(e.ref).copy()
+                e.ng_image = self.archiver.grab(self.ring.view(e.ref), e.frame_id)
             if self.preview is not None and e.ref is not None and self.preview.due():
                 e.preview = self.preview.grab(self.ring.view(e.ref))  # copied only when the preview wants it
             self._free_slot(e)

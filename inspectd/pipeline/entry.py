@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from inspectd.pipeline.shm_ring import SlotRef
 from inspectd.verdict import Reason, ReasonCode, Result, Verdict
+
+if TYPE_CHECKING:
+    from inspectd.pipeline.ng_archiver import ArchiveGrab
 
 __all__ = ["Entry", "Phase", "owed_verdict"]
 
@@ -46,7 +48,7 @@ class Entry:
     verdict: Verdict | None = None  # decided (result, ERROR or TIMEOUT); published when its turn comes
     published_seq: int | None = None
     late: Verdict | None = None  # result that came after the TIMEOUT, before the TIMEOUT was published
-    ng_image: np.ndarray | None = None
+    ng_image: ArchiveGrab | None = None  # the NG frame, copied into an archive slot at its result
     preview: object | None = None  # preview.Grab: a decimated copy taken when the preview's rate allowed
     stage_ms: dict = field(default_factory=dict)
     t_start: float | None = None  # monotonic, worker began / finished inspecting

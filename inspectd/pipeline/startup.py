@@ -1,4 +1,5 @@
-"""Bringing the daemon's parts up, in order, each failure named: ring, metrics, publisher, workers, source.
+"""Bringing the daemon's parts up, in order, each failure named: ring, metrics, publisher, workers, source,
+NG archive writer.
 
 Each function either returns the running part or raises `StartupFailed`
 with the exit code the daemon must return (1: could not run here; 2: the
@@ -15,16 +16,18 @@ from collections.abc import Callable
 
 from inspectd.config import Config, ObservabilityConfig
 from inspectd.observability import Metrics
+from inspectd.pipeline.ng_archiver import NgArchiver
 from inspectd.pipeline.shm_ring import FrameRing, RingError, slot_bytes_for
 from inspectd.pipeline.supervisor import WorkerPool
 from inspectd.pipeline.workers import WorkerSpec
+from inspectd.publish.archive import NgArchive
 from inspectd.publish.metrics import PublishMetrics
 from inspectd.publish.publisher import Publisher, PublishError
 from inspectd.publish.sockets import PlaintextBeyondLoopback
 from inspectd.sources import FrameSource, SourceError
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "StartupFailed", "create_ring", "open_source",
-           "serve_metrics", "start_publisher", "start_workers"]  # fmt: skip
+           "serve_metrics", "start_archiver", "start_publisher", "start_workers"]  # fmt: skip
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -45,6 +48,19 @@ def create_ring(slots: int, frame_bytes: int, log) -> FrameRing:
         log.warning("stale_shm_removed", segments=ring.stale_removed)
     log.info("ring_created", name=ring.name, slots=ring.slots, slot_mib=round(ring.slot_bytes / 2**20, 2))
     return ring
+
+
+def start_archiver(archive: NgArchive, ring: FrameRing, metrics: Metrics, cfg: Config, log) -> NgArchiver:
+    """The NG archive's writer process, with slots the size of the ring's."""
+    obs = cfg.observability
+    try:
+        archiver = NgArchiver(archive, metrics, log, slot_bytes=ring.slot_bytes, log_level=obs.log_level,
+                              log_json=obs.log_json)  # fmt: skip
+    except RingError as e:
+        log.error("archive_failed", msg=str(e))
+        raise StartupFailed(EXIT_FAILED, str(e)) from e
+    archiver.start()
+    return archiver
 
 
 def serve_metrics(metrics: Metrics, obs: ObservabilityConfig, log) -> str:

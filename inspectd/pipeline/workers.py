@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from inspectd.frames import Frame, Sidecar
 from inspectd.inspection.corner_backends import CornerBackendUnavailable, choose_corner_backend
 from inspectd.inspection.stages import Inspector
 from inspectd.observability import configure_logging, get_logger
-from inspectd.osthread import prctl
+from inspectd.osthread import die_with_parent
 from inspectd.pipeline.shm_ring import RingReader
 from inspectd.sim import SimOptions, render_frame
 from inspectd.sim.dump import sim_frame_to_frame
@@ -101,17 +100,6 @@ def _warmup(inspector) -> None:
     Inspector(inspector.cfg, LabelOracle(), inspector.corners).inspect(frame, 0)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this worker when the daemon dies (kill -9 included), so no orphan holds a model and a
-    frame; the next start must find the machine as a fresh one would. Elsewhere a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    PR_SET_PDEATHSIG = 1
-    prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-    if os.getppid() == 1:  # the parent died before prctl: nobody will read our results
-        os._exit(0)
-
-
 def worker_main(spec: WorkerSpec, conn) -> None:
     """Entry point of a worker process."""
     # The parent decides when workers stop: a terminal's Ctrl-C or systemd's SIGTERM to the
@@ -119,7 +107,7 @@ def worker_main(spec: WorkerSpec, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()
 
     configure_logging(spec.log_level, spec.log_json)
     log = get_logger(proc=f"worker-{spec.wid}", pid=os.getpid())

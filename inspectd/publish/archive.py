@@ -73,10 +73,11 @@ class NgArchive:
         if compression not in TIFF_COMPRESSION:
             raise ValueError(f"NG archive compression must be one of {sorted(TIFF_COMPRESSION)}, not {compression!r}")
         self._tiff_kw = TIFF_COMPRESSION[compression]
+        self.compression = compression
         self.dir = Path(directory)
         self.max_bytes = int(max_mb * 1024 * 1024)
         self._log = (log if log is not None else structlog.get_logger()).bind(component="ng_archive")
-        self._metrics = metrics if metrics is not None else NullMetrics()
+        self.metrics = metrics if metrics is not None else NullMetrics()
         self._jpeg_quality = int(jpeg_quality)
         self._lock = threading.Lock()
         self._entries: dict[str, list] = {}  # stem -> [mtime_ns, seq, bytes]
@@ -155,7 +156,7 @@ class NgArchive:
                 except OSError:
                     pass
             reason = "disk_full" if isinstance(e, OSError) and e.errno == errno.ENOSPC else type(e).__name__
-            self._metrics.archive_failed(reason)
+            self.metrics.archive_failed(reason)
             self._log.error("ng_archive_save_failed", frame_id=frame_id, seq=seq, reason=reason, error=str(e))
             return False
         size = 0
@@ -174,7 +175,7 @@ class NgArchive:
             self._entries[stem] = [mtime, int(seq), size]
             self._total += size
             total = self._total
-        self._metrics.archive_saved(total)
+        self.metrics.archive_saved(total)
         self._log.info("ng_archived", frame_id=frame_id, seq=seq, bytes=size, archive_bytes=total)
         self._evict(keep=stem)
         return True
@@ -213,7 +214,7 @@ class NgArchive:
                     self._log.warning("ng_archive_delete_failed", file=stem + sfx, error=str(e))
             removed += 1
         if removed:
-            self._metrics.archive_evicted(removed, total)
+            self.metrics.archive_evicted(removed, total)
             self._log.info("ng_archive_evicted", entries=removed, archive_bytes=total, max_bytes=self.max_bytes)
         if total > self.max_bytes:
             self._log.warning("ng_archive_entry_exceeds_bound", entry=keep, archive_bytes=total, max_bytes=self.max_bytes)
