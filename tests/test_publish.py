@@ -851,3 +851,34 @@ def test_a_400_mb_message_is_refused_by_the_socket_and_the_server_answers_on(tmp
         s.close(0)
         with QueryClient(pub.query_address) as q:
             assert q.health()["ok"]
+
+
+def test_the_ng_archiver_process_writes_what_it_was_given_and_skips_when_its_slots_are_full(tmp_path):
+    """pipeline/ng_archiver.py against a real spawned writer: frames grabbed into its shared-memory slots come
+    out as archive entries, pixel-exact; a grab with every slot taken is refused and counted, never waited for."""
+    import tifffile
+
+    from inspectd.observability import Metrics
+    from inspectd.pipeline.ng_archiver import ARCHIVE_SLOTS, NgArchiver
+
+    log, cap = quiet_log()
+    metrics = Metrics()
+    archive = NgArchive(tmp_path / "ng", max_mb=64, log=log)
+    frames = [np.full((64, 96), 100 * i, np.uint16) + np.arange(96, dtype=np.uint16) for i in range(ARCHIVE_SLOTS + 1)]
+    arc = NgArchiver(archive, metrics, log, slot_bytes=64 * 96 * 2, log_json=True, log_level="warning")
+    arc.start()
+    try:
+        grabs = [arc.grab(f, f"f{i:06d}") for i, f in enumerate(frames)]
+        assert all(g is not None for g in grabs[:ARCHIVE_SLOTS]) and grabs[-1] is None  # every slot held
+        assert metrics.archive_dropped._value.get() == 1 and events(cap, "archive_skipped")
+        assert arc.qsize() == ARCHIVE_SLOTS
+        for i, g in enumerate(grabs[:ARCHIVE_SLOTS]):
+            arc.offer(mk(i, "NG").model_copy(update={"seq": i + 1}), g)
+        assert arc.wait_idle(30.0), "the writer did not finish"
+    finally:
+        arc.close()
+    for i in range(ARCHIVE_SLOTS):
+        stem = tmp_path / "ng" / f"{i + 1}-f{i:06d}"
+        assert np.array_equal(tifffile.imread(f"{stem}.tiff"), frames[i])
+        assert (stem.with_suffix(".jpg")).exists() and (stem.with_suffix(".json")).exists()
+    assert metrics.archive_dropped._value.get() == 1  # only the refused grab

@@ -129,8 +129,9 @@ class NgArchiver:
     def start(self) -> None:
         self._generation += 1
         for slot in list(self.slots.owned()):  # held by a writer that is gone: those frames are lost
-            self.slots.release(slot)
-            self.metrics.archive_dropped.inc()
+            with contextlib.suppress(RingError):  # its last "done" may just have freed it
+                self.slots.release(slot)
+                self.metrics.archive_dropped.inc()
         self._q = self._ctx.Queue(maxsize=ARCHIVE_SLOTS + 1)
         self._conn, child = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(target=_writer_main, args=(self._spec, self._q, child), name="inspectd-archive",
@@ -219,7 +220,8 @@ class NgArchiver:
                 return
             if kind == "done":
                 slot, saved = rest
-                self.slots.release(slot)
+                with contextlib.suppress(RingError):  # freed already by a restart
+                    self.slots.release(slot)
                 if not saved:
                     self.metrics.archive_dropped.inc()
             elif kind == "metric":
