@@ -209,6 +209,11 @@ def test_export_matches_torch(sim_dump, tmp_path):
     assert c2.sha256 == sha256_file(onnx_path) and c2.model_id == f"hrnet_tiny-{c2.sha256[:8]}"
     assert c2.input_spec().tile_w == 96 and c2.codec().stride == 2
     assert c2.training["step"] == 2 and c2.training["data"][0]["sim_seeds"] == [77]
+    # a threshold fixed by the caller is what ships; the calibration's own choice stays in the card
+    fixed = export_onnx(tmp_path / "run" / "last.pt", tmp_path / "fixed.onnx", calib=[str(sim_dump)], calib_frames=2,
+                        threshold=0.77, timing=False, log=lambda *_: None)  # fmt: skip
+    assert fixed.codec().threshold == 0.77 and fixed.metrics["calibration"]["threshold_fixed"] == 0.77
+    assert "threshold" in fixed.metrics["calibration"]
 
 
 def test_frame_weights_oversample_defect_kinds(sim_dump):

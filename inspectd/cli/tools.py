@@ -152,6 +152,9 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset")] = 17,
     name: Annotated[str | None, typer.Option(help="model name in the card [default: the run's variant]")] = None,
     timing: Annotated[bool, typer.Option(help="time the ONNX model on this machine for the card")] = True,
+    threshold: Annotated[
+        float | None, typer.Option(help="ship this peak threshold instead of the calibrated one (both in the card)")
+    ] = None,
 ) -> None:
     """Export a checkpoint to ONNX with its model card (data, seed, metrics, hash); needs torch."""
     _needs_torch("export")
@@ -160,5 +163,5 @@ def export(
     export_onnx(
         checkpoint, onnx_out, opset=opset, calib=[str(p) for p in calib] if calib else None,
         test=[str(p) for p in test] if test else None, calib_frames=calib_frames, test_frames=test_frames,
-        name=name, timing=timing,
+        name=name, timing=timing, threshold=threshold,
     )  # fmt: skip

@@ -125,9 +125,13 @@ def export_onnx(
     timing: bool = True,
     spec_overrides: dict | None = None,
     dark_blurs: tuple[float, ...] = (0.0, 0.5, 1.0),
+    threshold: float | None = None,
     log=print,
 ) -> ModelCard:
-    """Export `checkpoint` (last.pt / best.pt) to `out_path` (.onnx) and write the card beside it."""
+    """Export `checkpoint` (last.pt / best.pt) to `out_path` (.onnx) and write the card beside it.
+
+    `threshold`: the peak threshold to ship instead of the calibration's choice (which the card still
+    records under metrics.calibration); DARK's smoothing is still chosen on the calibration set."""
     import torch
 
     from inspectd.nets.checkpoint import load_checkpoint, torch_infer
@@ -185,13 +189,17 @@ def export_onnx(
             runs[blur] = validate(eng.infer, cal, spec, c)
         blur = min(dark_blurs, key=lambda b: (runs[b]["score"], b))
         v = runs[blur]
-        codec = HeatmapCodec.from_dict({**codec.to_dict(), "threshold": v["threshold"], "dark_blur": blur})
+        chosen = v["threshold"] if threshold is None else float(threshold)
+        codec = HeatmapCodec.from_dict({**codec.to_dict(), "threshold": chosen, "dark_blur": blur})
         metrics["calibration"] = {
             "dumps": [str(d) for d in calib_d],
             **_slim(v),
             "dark_blur": {str(b): runs[b]["at_threshold"]["dark"] for b in dark_blurs},
         }
-        log(f"calibrated threshold {v['threshold']:.2f}, DARK blur {blur} on {len(cal)} frames")
+        log(f"calibrated threshold {v['threshold']:.2f}, DARK blur {blur} on {len(cal)} frames"
+            + ("" if threshold is None else f"; shipped threshold fixed at {chosen:.2f}"))
+        if threshold is not None:
+            metrics["calibration"]["threshold_fixed"] = chosen
     if test_d:
         tf = val_frames(test_d, test_frames)
         v = validate(eng.infer, tf, spec, codec, thresholds=(codec.threshold,))
