@@ -238,7 +238,7 @@ def utilisation(a: TreeSample, b: TreeSample, cores: int, root: int | None = Non
         main_s = b.cpu_s.get(root, 0.0) - a.cpu_s.get(root, 0.0)
         out["main_cpu_pct"] = round(100.0 * main_s / wall / cores, 1)
         out["workers_cpu_pct"] = round(100.0 * (tree_s - main_s) / wall / cores, 1)
-        out["main_threads_pct"] = {  # which thread of the main process: loop ("python"), acquire, archive, pub ...
+        out["main_threads_pct"] = {  # which thread of the main process: loop ("python"), acquire, pub ...
             name: round(100.0 * (sec - a.root_threads.get(name, 0.0)) / wall / cores, 2)
             for name, sec in sorted(b.root_threads.items())
             if sec - a.root_threads.get(name, 0.0) > 0

@@ -9,8 +9,9 @@ Processes and threads (docs/daemon.md has the diagram):
 - main process, ``inspectd-acquire`` thread: reads the source, stamps each
   frame, takes a ring slot and copies the pixels into it (or, when no slot is
   free, applies the overload policy), and hands a small record to the loop.
-- main process, ``inspectd-archive`` thread: renders overlays of NG frames and
-  writes them to the NG archive (bounded queue; full = skipped and counted).
+- the ``inspectd-archive`` process (spawned, nice +10): renders overlays of NG
+  frames and writes them to the NG archive; an NG frame reaches it through one
+  of 4 shared-memory slots (none free = skipped and counted).
 - the publisher's own threads (PUB + heartbeats, ROUTER query).
 - N worker processes (spawn): the whole `Inspector` per frame, on a zero-copy
   view of the frame's ring slot.
@@ -28,7 +29,7 @@ The parts, one file each: `acquisition` (the source thread, into the ring),
 `entry` (a frame's record and the daemon's phases), `dispatch` (frames to
 workers, results and crashes back), `ordering` (verdicts decided once and
 published in order), `supervisor` (worker processes and the restart budget),
-`identity` (PLC part ids), `ng_archiver` (the NG archive thread), `signals`,
+`identity` (PLC part ids), `ng_archiver` (the NG archive writer process), `signals`,
 `draining` (drain and fail), `health` (gauges, heartbeat health, systemd), `startup`. This module holds the
 state they share, the start and stop, and the event loop that calls them.
 Entry points: `inspectd.pipeline.run` (``run_daemon``, the CLI's

@@ -4,7 +4,7 @@ Each entry is three files named ``<seq>-<frame_id>``:
 
 - ``.tiff``  the frame as acquired (uint8/uint16 mono), lossless: zlib level 1 with
   horizontal differencing by default (a 2048² 12-bit simulated frame: 8.4 MB raw,
-  2.7 MB compressed, ~70 ms in the writer thread; ``compression="none"`` writes it raw);
+  2.7 MB compressed, ~70 ms in the writer; ``compression="none"`` writes it raw);
 - ``.jpg``   the overlay (tips, ROI, verdict box) or, without one, an 8-bit preview;
 - ``.json``  the verdict as published (written last: an entry without it is incomplete).
 
@@ -13,8 +13,8 @@ time, then seq) are deleted until it fits.  A full or failing disk never
 raises into the caller: `save()` logs, counts and returns False.
 
 `save()` writes in the caller's thread (a 2048² uint16 frame is ~8 MB of
-TIFF: tens of ms); the daemon calls it from its archive thread
-(`inspectd.pipeline.ng_archiver`), never from the event loop.
+TIFF: tens of ms); the daemon calls it in its NG archive writer process
+(`inspectd.pipeline.ng_archiver`), never in the main process.
 """
 
 from __future__ import annotations
