@@ -209,16 +209,20 @@ def _stack_rows(
     return walk(-int(cfg.step_top)), walk(int(cfg.step_bottom))
 
 
-def _cathode_front(c: np.ndarray, rows: tuple[int, int], x_a: int, size: int, reach: float) -> int:
-    """x_c: steepest rise of the column-mean profile within `reach` stack heights left of x_a (body -> comb) (step 4)."""
+def _cathode_fronts(c: np.ndarray, rows: tuple[int, int], x_a: int, size: int, reaches: tuple[float, ...]) -> list[int]:
+    """x_c per reach: steepest rise of the column-mean profile within `reach` stack heights left of x_a
+    (body -> comb) (step 4). The column means are taken once, over the longest reach."""
     b, a = rows
     h = a - b + 1
-    lo = max(0, int(x_a - reach * h))
-    hi = max(lo + 2, int(x_a - 0.03 * size))
-    prof = _gauss1d(np.asarray(c[b : a + 1, lo:hi], dtype=np.float32).mean(axis=0), max(1.0, 0.004 * size))
-    if prof.size < 3:
-        return x_a
-    return lo + int(np.argmax(np.gradient(prof)))
+    los = [max(0, int(x_a - r * h)) for r in reaches]
+    his = [max(lo + 2, int(x_a - 0.03 * size)) for lo in los]
+    lo0 = min(los)
+    means = np.asarray(c[b : a + 1, lo0 : max(his)], dtype=np.float32).mean(axis=0)
+    out = []
+    for lo, hi in zip(los, his):
+        prof = _gauss1d(means[lo - lo0 : hi - lo0], max(1.0, 0.004 * size))
+        out.append(x_a if prof.size < 3 else lo + int(np.argmax(np.gradient(prof))))
+    return out
 
 
 def _count_layers(c: np.ndarray, rows: tuple[int, int], x_c: int, x_a: int, size: int) -> int:
@@ -274,8 +278,8 @@ def _search(img: np.ndarray, pts: np.ndarray, cluster, o_fixed: Orientation | No
         h_est = float(rows[1] - rows[0] + 1)
     if rows[1] - rows[0] < max(4, 0.01 * size):
         return None
-    x_c = _cathode_front(c, rows, x_a, size, CATHODE_REACH)
-    x_box = min(x_c, _cathode_front(c, rows, x_a, size, BOX_REACH))
+    x_c, x_far = _cathode_fronts(c, rows, x_a, size, (CATHODE_REACH, BOX_REACH))
+    x_box = min(x_c, x_far)
     return _Stack(o, (x0, y0), rows, x_a, x_box, _count_layers(c, rows, x_c, x_a, size))
 
 
