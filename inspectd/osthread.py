@@ -6,7 +6,7 @@ and py-spy see "python" for all of them. Naming each thread in the kernel
 and lets the bench split the main process's CPU by thread.
 
 Child processes (workers, the NG archive writer) die with the daemon
-(`die_with_parent`, PR_SET_PDEATHSIG), so a kill -9 leaves no orphan.
+(`daemon_child`, PR_SET_PDEATHSIG), so a kill -9 leaves no orphan.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import signal
 import sys
 import threading
 
-__all__ = ["die_with_parent", "name_this_thread", "named_thread", "prctl"]
+__all__ = ["daemon_child", "name_this_thread", "named_thread", "prctl"]
 
 _PR_SET_NAME = 15
 
@@ -55,13 +56,22 @@ def name_this_thread(name: str | None = None) -> bool:
     return prctl(_PR_SET_NAME, ctypes.c_char_p(raw))
 
 
-def die_with_parent() -> None:
+def daemon_child() -> None:
+    """First call of a spawned child of the daemon (a worker, the NG archive writer). The daemon decides when
+    its children stop: a terminal's Ctrl-C or systemd's SIGTERM to the whole group must not kill one in the
+    middle of the daemon's drain, so those signals are ignored here; and the child dies with the daemon."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
     """Linux: SIGKILL this process when its parent (the daemon) dies, kill -9 included, so no orphan holds
     a model, a frame or an archive slot; the next start must find the machine as a fresh one would.
     Elsewhere a no-op."""
     if not sys.platform.startswith("linux"):
         return
     PR_SET_PDEATHSIG = 1
-    prctl(PR_SET_PDEATHSIG, 9)  # SIGKILL
+    prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
     if os.getppid() == 1:  # the parent died before prctl: nobody will read our results
         os._exit(0)

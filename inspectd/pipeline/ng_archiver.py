@@ -19,7 +19,6 @@ import contextlib
 import multiprocessing as mp
 import os
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -65,12 +64,10 @@ def _writer_main(spec: dict, q, conn) -> None:  # pragma: no cover - runs in the
     from inspectd.imaging.overlay import render_overlay
     from inspectd.imaging.region import Box
     from inspectd.imaging.window import to_8bit
-    from inspectd.osthread import die_with_parent, name_this_thread
+    from inspectd.osthread import daemon_child, name_this_thread
     from inspectd.verdict import Verdict
 
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # the daemon stops us, after its drain
-        signal.signal(s, signal.SIG_IGN)
-    die_with_parent()
+    daemon_child()  # stop signals are the daemon's; die with it
     name_this_thread("archive")
     with contextlib.suppress(OSError):
         os.nice(ARCHIVE_NICE)

@@ -27,7 +27,6 @@ deadline travels as a number.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from inspectd.frames import Frame, Sidecar
 from inspectd.inspection.corner_backends import CornerBackendUnavailable, choose_corner_backend
 from inspectd.inspection.stages import Inspector
 from inspectd.observability import configure_logging, get_logger
-from inspectd.osthread import die_with_parent
+from inspectd.osthread import daemon_child
 from inspectd.pipeline.shm_ring import RingReader
 from inspectd.sim import SimOptions, render_frame
 from inspectd.sim.dump import sim_frame_to_frame
@@ -102,12 +101,7 @@ def _warmup(inspector) -> None:
 
 def worker_main(spec: WorkerSpec, conn) -> None:
     """Entry point of a worker process."""
-    # The parent decides when workers stop: a terminal's Ctrl-C or systemd's SIGTERM to the
-    # whole group must not kill a worker in the middle of the parent's drain.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    die_with_parent()
+    daemon_child()  # stop signals are the daemon's; die with it
 
     configure_logging(spec.log_level, spec.log_json)
     log = get_logger(proc=f"worker-{spec.wid}", pid=os.getpid())
