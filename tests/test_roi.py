@@ -157,6 +157,18 @@ def test_find_roi_orientation_override():
     assert d.roi.contains(np.vstack([an, ca])).all()
 
 
+def test_a_comb_ending_at_a_plain_block_is_no_stack():
+    """The same comb, but behind the cathode front a plain block instead of layers (a toothed rack):
+    the layers do not run on into a body, so it is no stack (roi._body_layering); the stack itself is."""
+    img, an, ca = synthetic_stack(seed=2)
+    assert find_roi(img, detect_corners(img, CornerConfig()), RoiConfig()) is not None
+    rng = np.random.default_rng(3)
+    rack = img.copy()
+    y0, y1, x1 = int(an[:, 1].min()) - 6, int(an[:, 1].max()) + 6, int(ca[:, 0].min())
+    rack[y0:y1, :x1] = np.clip(rng.normal(50, 3, (y1 - y0, x1)), 0, 255).astype(np.uint8)
+    assert find_roi(rack, detect_corners(rack, CornerConfig()), RoiConfig()) is None
+
+
 # --------------------------------------------------------------------------- nothing to find
 
 

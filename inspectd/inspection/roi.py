@@ -46,6 +46,11 @@ S = max(H, W):
    lines across [x_c, x_a] are counted (the stack check of step 1). The box
    takes its x_c from the same search reaching 1.5 h back: a comb longer than
    0.6 h (long tails, 3 mm overhangs on a short stack) keeps its cathode tips.
+   The layers must go on behind x_c: in a stack the anodes and cathodes run
+   into the body, so the row profiles of bands just behind x_c have power at
+   the comb's period (or its half or double); a toothed rack or a threaded rod
+   ends its "comb" at a plain block. Below MIN_BODY_LAYERING (that power over
+   the median spectral power) the candidate is no stack.
 5. Box (eq. 3-4 with |b - a|): centre x_m = (x_c + x_a)/2, y_m = (a + b)/2,
    half-width max(λ h, (x_a - x_c)/2 + 0.1 h) + margin_frac S + margin_px,
    half-height (1/2 + pad_y) h + margin_px, h = |a - b|, clipped to the frame
@@ -95,6 +100,8 @@ FLOOR_PCT = 10.0  # noise floor of the column texture profile: this percentile r
 FRONT_LEVEL = 0.25  # tip front: normalised stripe energy below this
 MIN_STRIPE_SNR = 1.5  # stripe energy at the centre / noise floor, below: no stack
 MIN_CONTRAST_SQRT = 0.3  # background - stack rows in the comb band, sqrt(grey) units (~10 levels near white)
+BODY_DEPTH, BODY_SUBBANDS = 0.15, 3  # the body check: 3 column bands filling 0.15 h right behind x_c
+MIN_BODY_LAYERING = 6.0  # body power at the comb's period / its median power; below: not a stack (docs/roi.md)
 
 
 @dataclass(frozen=True)
@@ -225,17 +232,52 @@ def _cathode_fronts(c: np.ndarray, rows: tuple[int, int], x_a: int, size: int, r
     return out
 
 
+def _row_profile(c: np.ndarray, rows: tuple[int, int], xl: int, xr: int, size: int) -> np.ndarray:
+    """Column mean of sqrt(grey) over [xl, xr) for rows [b, a], high-passed along y: the layers' stripes."""
+    b, a = rows
+    xl = max(0, xl)
+    prof = _SQRT_LUT[np.asarray(c[b : a + 1, xl : max(xl + 2, xr)])].mean(axis=1)
+    return prof - _gauss1d(prof, max(1.5, 0.006 * size))
+
+
+def _body_layering(c: np.ndarray, rows: tuple[int, int], x_c: int, x_a: int, size: int) -> float:
+    """How plainly the comb's layers go on behind x_c: the power spectra of the row profiles of
+    BODY_SUBBANDS column bands filling BODY_DEPTH h behind x_c are summed (noise averages out, layers
+    that run on through the body do not), and the largest power at the comb's period, its half or its
+    double is divided by the sum's median over periods 3 px to h/4. docs/roi.md has the figures."""
+    b, a = rows
+    h = a - b
+    comb = _row_profile(c, rows, x_c, x_a, size)
+    n = len(comb)
+    freq = np.fft.rfftfreq(n)
+    band = (freq >= 1.0 / max(4.0, h / 4.0)) & (freq <= 1.0 / 3.0)
+    if band.sum() < 4:
+        return 0.0
+    window = np.hanning(n)
+    f0 = float(freq[band][np.argmax(np.abs(np.fft.rfft((comb - comb.mean()) * window))[band])])
+    step = max(2, int(BODY_DEPTH * h) // BODY_SUBBANDS)
+    power = np.zeros(len(freq))
+    for k in range(BODY_SUBBANDS):
+        x1 = x_c - 2 - k * step
+        body = _row_profile(c, rows, x1 - step, x1, size)
+        power += np.abs(np.fft.rfft((body - body.mean()) * window)) ** 2
+    median = float(np.median(power[band])) + 1e-12
+    best = 0.0
+    for f in (0.5 * f0, f0, 2.0 * f0):
+        near = np.abs(freq - f) <= max(1.0 / n, 0.06 * f)
+        if near.any():
+            best = max(best, float(power[near].max()) / median)
+    return best
+
+
 def _count_layers(c: np.ndarray, rows: tuple[int, int], x_c: int, x_a: int, size: int) -> int:
     """Dark lines (layers) crossing the comb band [x_c - 0.02 S, x_a) over rows [b, a]."""
     from scipy.signal import find_peaks
 
     b, a = rows
-    xl = max(0, x_c - int(0.02 * size))
-    xr = max(xl + 2, x_a)
     if a - b < 5:
         return 0
-    prof = _SQRT_LUT[np.asarray(c[b : a + 1, xl:xr])].mean(axis=1)
-    hp = prof - _gauss1d(prof, max(1.5, 0.006 * size))
+    hp = _row_profile(c, rows, x_c - int(0.02 * size), x_a, size)
     scale = float(np.median(np.abs(hp))) + 1e-6
     return int(len(find_peaks(-hp, prominence=scale, distance=2)[0]))
 
@@ -279,6 +321,8 @@ def _search(img: np.ndarray, pts: np.ndarray, cluster, o_fixed: Orientation | No
     if rows[1] - rows[0] < max(4, 0.01 * size):
         return None
     x_c, x_far = _cathode_fronts(c, rows, x_a, size, (CATHODE_REACH, BOX_REACH))
+    if _body_layering(c, rows, x_c, x_a, size) < MIN_BODY_LAYERING:
+        return None  # a comb that ends at a plain block: a rack or a thread, not a stack
     x_box = min(x_c, x_far)
     return _Stack(o, (x0, y0), rows, x_a, x_box, _count_layers(c, rows, x_c, x_a, size))
 
