@@ -50,7 +50,8 @@ S = max(H, W):
    into the body, so the row profiles of bands just behind x_c have power at
    the comb's period (or its half or double); a toothed rack or a threaded rod
    ends its "comb" at a plain block. Below MIN_BODY_LAYERING (that power over
-   the median spectral power) the candidate is no stack.
+   the median spectral power) the candidate is no stack. Combs finer than
+   6 px are not checked: their bodies' layers blur away.
 5. Box (eq. 3-4 with |b - a|): centre x_m = (x_c + x_a)/2, y_m = (a + b)/2,
    half-width max(λ h, (x_a - x_c)/2 + 0.1 h) + margin_frac S + margin_px,
    half-height (1/2 + pad_y) h + margin_px, h = |a - b|, clipped to the frame
@@ -102,6 +103,7 @@ MIN_STRIPE_SNR = 1.5  # stripe energy at the centre / noise floor, below: no sta
 MIN_CONTRAST_SQRT = 0.3  # background - stack rows in the comb band, sqrt(grey) units (~10 levels near white)
 BODY_DEPTH, BODY_SUBBANDS = 0.15, 3  # the body check: 3 column bands filling 0.15 h right behind x_c
 MIN_BODY_LAYERING = 6.0  # body power at the comb's period / its median power; below: not a stack (docs/roi.md)
+MIN_BODY_PERIOD = 6.0  # px; a finer comb's body layers (period/2 < 3 px) blur away: the check is not made
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,9 @@ def _body_layering(c: np.ndarray, rows: tuple[int, int], x_c: int, x_a: int, siz
     """How plainly the comb's layers go on behind x_c: the power spectra of the row profiles of
     BODY_SUBBANDS column bands filling BODY_DEPTH h behind x_c are summed (noise averages out, layers
     that run on through the body do not), and the largest power at the comb's period, its half or its
-    double is divided by the sum's median over periods 3 px to h/4. docs/roi.md has the figures."""
+    double is divided by the sum's median over periods 3 px to h/4. docs/roi.md has the figures. A comb finer
+    than MIN_BODY_PERIOD gives inf: its body's layers are below what the detector resolves (sim at 512²,
+    4-5 px: the body is a plain dark block), so a plain body proves nothing there."""
     b, a = rows
     h = a - b
     comb = _row_profile(c, rows, x_c, x_a, size)
@@ -255,6 +259,8 @@ def _body_layering(c: np.ndarray, rows: tuple[int, int], x_c: int, x_a: int, siz
         return 0.0
     window = np.hanning(n)
     f0 = float(freq[band][np.argmax(np.abs(np.fft.rfft((comb - comb.mean()) * window))[band])])
+    if f0 * MIN_BODY_PERIOD > 1.0:
+        return math.inf
     step = max(2, int(BODY_DEPTH * h) // BODY_SUBBANDS)
     power = np.zeros(len(freq))
     for k in range(BODY_SUBBANDS):
