@@ -6,6 +6,8 @@
 # other families (weight 2), 600 steps (~8 min on 2 cores), and is scored on its held-out family only.
 # "all" is the shipped recipe: the same, on all 52 frames. Needs runs/ft/sim, runs/ft/test (engines/real_cv.sh),
 # runs/dr/train/all, runs/dr/val (engines/broad.sh). AUG='{...}' passes augmentation overrides (train --aug). Resumable: a finished fold is skipped, a killed one resumes.
+# RW: the real frames' weight (default 2; the shipped daca303d: 6), STEPS (600), THRESHOLD: a fixed decode threshold
+# for the exports (export --threshold; the shipped model: 0.65), FOLDS, NO_ALL=1 (folds only).
 # SERIES=1 engines/real_cv52.sh runs/cv52s: the other question, how the recipe does on new frames of families it has
 # seen (what a station meets once its own frames are in training): 4 folds s0..s3, each family's frames dealt round
 # in stem order, near-twins (the two captures of cell YXTP00682) in one fold; the family table is pooled the same way.
@@ -56,7 +58,7 @@ train() { # fold steps
     $( [ -f $O/run/last.pt ] && echo --resume ) > $O/train.out 2>&1
   local ck=$O/run/best.pt; [ -f $ck ] || ck=$O/run/last.pt
   $I export $ck $O/model.onnx --calib runs/dr/val --test runs/ft/test --calib-frames 60 --test-frames 100 \
-    --no-timing > $O/export.out 2>&1
+    --no-timing ${THRESHOLD:+--threshold $THRESHOLD} > $O/export.out 2>&1
 }
 DEFAULT_FOLDS="clear blur shadow tray fork guanyu 1600"; [ -n "${SERIES:-}" ] && DEFAULT_FOLDS="s0 s1 s2 s3"
 for fold in ${FOLDS:-$DEFAULT_FOLDS}; do train $fold ${STEPS:-600}; done
