@@ -137,3 +137,18 @@ def test_a_handful_of_tips_is_no_stack():
     assert r is not None and r.code is ReasonCode.NO_STACK and "no plausible stack" in r.message
     many = measure(np.array([[10.0, 10.0 * k] for k in range(4)]), np.array([[5.0, 10.0 * k + 5] for k in range(3)]), (1, 0), 0.02)
     assert MIN_STACK_TIPS <= 7 and no_plausible_stack(many) is None
+
+
+def test_the_squeeze_is_measured_at_the_anode_tips_not_at_the_cathode_front():
+    """Anodes that close up at their free ends round a cathode while their layers still cross the cathode front
+    evenly spaced: the squeeze sees the close-up (it was blind to it when it used the front points)."""
+    ys = np.arange(12) * 10.0
+    anodes = np.column_stack([np.full(12, 100.0), ys])
+    anodes[6, 1] -= 4.0  # the pair round cathode 5 is 6 px apart at the tips, 10 at the front
+    cathodes = np.column_stack([np.full(11, 80.0), ys[:-1] + 5.0])
+    front = (np.column_stack([np.full(12, 80.0), ys]), cathodes)  # where each layer meets the cathode front
+    m = measure(anodes, cathodes, (1, 0), 0.02, order_by=front)
+    sa, sc = np.ones(12), np.ones(11)
+    conf = assess(m, sa, sc)
+    assert conf.squeeze_index == 5 and conf.squeeze == pytest.approx(0.6)
+    assert gate_reason(conf, None, None, squeeze_min=0.8, would_pass=True).code is ReasonCode.LOW_CONFIDENCE
