@@ -22,9 +22,9 @@ Five scores, all cheap and all from what the frame already produced:
 * squeeze: for every cathode, the spacing of the two anodes beside it along
   the stack, measured at their tips, over the median of those spacings; the
   frame's is the smallest. Where a cathode is missing the two anodes close up;
-  a cathode the model invents in that gap makes the
-  count right and would pass a bad cell (seen once on 159 defective held-out
-  frames). Healthy pairs sit near 1. Until session 12 the spacing was taken
+  a cathode the model invents in that gap makes the count right and would
+  pass a bad cell (seen once on 159 defective held-out frames). Healthy pairs
+  sit near 1. Until session 12 the spacing was taken
   where the anodes' layers cross the cathode front (the ordering key of
   `layer_slope`): the strand tracing there added noise (clean calibration
   frames down to 0.56 against 0.80 at the tips), so the limit had to be
