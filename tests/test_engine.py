@@ -247,34 +247,3 @@ def test_tensorrt_plan_key_config_and_the_error_without_tensorrt(tmp_path):
     except ImportError:
         with pytest.raises(EngineError, match="needs TensorRT 10"):
             TensorRtEngine(cfg).load()
-
-
-def test_adaptive_threads_follow_the_other_workers_and_change_no_number():
-    """In the daemon an inference takes `threads` threads only while no other worker is busy (the pool's
-    shared flags), else one; the heatmaps are the same either way. One thread or `adaptive = false`: no change."""
-    import multiprocessing as mp
-
-    from inspectd.pipeline.workers import _share_cores
-    from inspectd.tips.hrnet import load_detector
-
-    det = load_detector(OnnxRuntimeConfig(model=SHIPPED, threads=2))
-    busy = mp.get_context("spawn").RawArray("b", 2)
-    assert _share_cores(det, busy, 0)
-    x = np.random.default_rng(0).random((1, 1, 320, 352), dtype=np.float32)
-    wide = det.engine.infer(x)
-    assert det.engine.last_threads == 2
-    busy[1] = 1  # the other worker took a frame
-    one = det.engine.infer(x)
-    assert det.engine.last_threads == 1
-    np.testing.assert_allclose(one, wide, atol=1e-6)
-    busy[0] = 1  # its own flag does not count
-    busy[1] = 0
-    det.engine.infer(x)
-    assert det.engine.last_threads == 2
-    for cfg in (OnnxRuntimeConfig(model=SHIPPED, threads=1), OnnxRuntimeConfig(model=SHIPPED, threads=2, adaptive=False)):
-        d = load_detector(cfg)
-        assert not _share_cores(d, busy, 0)
-        busy[1] = 1
-        d.engine.infer(x)
-        assert d.engine.last_threads == cfg.threads
-    assert not _share_cores(det, mp.get_context("spawn").RawArray("b", 1), 0)  # one worker: nothing to share

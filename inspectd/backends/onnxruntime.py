@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -22,13 +21,6 @@ class OnnxRuntimeConfig(EngineSettings):
     inter_threads: int = Field(1, ge=1, le=64, description="inter-op threads")
     spin: bool = Field(
         True, description="intra-op threads busy-wait for work; off lets two workers with 2 threads each share 2 cores"
-    )
-    # In the daemon several workers share the cores. With `adaptive` a worker's inference takes `threads`
-    # threads only while no other worker is inspecting a frame, else one: at 10 fps offered a frame mostly
-    # runs alone and gets both cores of a 2-core PC, flat out every worker runs single-threaded, as N
-    # workers x `threads` spinning threads on N cores ran 35 % slower (docs/daemon.md, bench/README.md).
-    adaptive: bool = Field(
-        True, description="in the daemon: `threads` only while the other workers are idle, else 1 (no spinning)"
     )
     optimization: Literal["all", "extended", "basic", "disabled"] = "all"
     providers: list[str] = Field(
@@ -54,10 +46,7 @@ class OnnxRuntimeEngine:
         self.cfg = cfg if cfg is not None else OnnxRuntimeConfig(**kwargs)
         self.name = f"onnxruntime:{self.cfg.model.name}"
         self._sess = None
-        self._one = None  # adaptive: the single-thread session used while other workers are busy
-        self._wide_ok: Callable[[], bool] | None = None
         self._input = None
-        self.last_threads = 0  # intra-op threads of the last inference (metrics, tests)
 
     def load(self) -> None:
         if self._sess is not None:
@@ -71,14 +60,10 @@ class OnnxRuntimeEngine:
         path = Path(self.cfg.model)
         if not path.is_file():
             raise EngineError(f"ONNX model not found: {path}")
-        self._sess = self._session(ort, path, self.cfg.threads, self.cfg.spin)
-        self._input = self._sess.get_inputs()[0].name
-
-    def _session(self, ort, path: Path, threads: int, spin: bool):
         so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
+        so.intra_op_num_threads = self.cfg.threads
         so.inter_op_num_threads = self.cfg.inter_threads
-        if not spin:
+        if not self.cfg.spin:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.graph_optimization_level = {
@@ -88,27 +73,10 @@ class OnnxRuntimeEngine:
             "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }[self.cfg.optimization]
         try:
-            return ort.InferenceSession(str(path), so, providers=list(self.cfg.providers))
+            self._sess = ort.InferenceSession(str(path), so, providers=list(self.cfg.providers))
         except Exception as e:  # onnxruntime raises its own exception types
             raise EngineError(f"cannot load ONNX model {path}: {e}") from e
-
-    def adapt(self, wide_ok: Callable[[], bool]) -> bool:
-        """Share the cores with other workers: each inference asks `wide_ok()` and runs on `threads`
-        non-spinning threads when it says yes, on one thread when not. False (nothing changes) unless
-        `adaptive` and `threads` > 1. Both sessions are loaded and warmed here, not on a frame."""
-        if not self.cfg.adaptive or self.cfg.threads <= 1:
-            return False
-        ort = _ort()
-        path = Path(self.cfg.model)
-        self.load()
-        self._sess = self._session(ort, path, self.cfg.threads, spin=False)  # idle threads must not spin
-        self._one = self._session(ort, path, 1, spin=False)
-        self._wide_ok = wide_ok
-        x = np.zeros((1, 1, 256, 192), np.float32)
-        for sess in (self._sess, self._one):
-            for _ in range(2):
-                sess.run(None, {self._input: x})
-        return True
+        self._input = self._sess.get_inputs()[0].name
 
     def warmup(self, shape: tuple[int, int, int, int] = (1, 1, 256, 192), runs: int = 2) -> None:
         self.load()
@@ -120,10 +88,7 @@ class OnnxRuntimeEngine:
         if self._sess is None:
             self.load()
         x = check_batch(batch)
-        sess, self.last_threads = self._sess, self.cfg.threads
-        if self._wide_ok is not None and not self._wide_ok():
-            sess, self.last_threads = self._one, 1
         try:
-            return sess.run(None, {self._input: x})[0]
+            return self._sess.run(None, {self._input: x})[0]
         except Exception as e:  # onnxruntime's own exception types (shape mismatch, allocation failure)
             raise EngineError(f"onnxruntime inference failed on input {x.shape}: {e}") from e

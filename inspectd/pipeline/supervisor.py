@@ -72,17 +72,11 @@ class WorkerPool:
         self.handles: list[WorkerHandle] = []
         self._restarts: deque[float] = deque()
         self.restarts_total = 0
-        # One byte per worker, set by that worker while it inspects a frame and read by the others (an
-        # engine takes both cores only while the rest are idle: backends/onnxruntime.py `adapt`). No lock:
-        # each byte has one writer, and a worker killed mid-frame is cleared here when it is reaped.
-        self.busy_flags = ctx.RawArray("b", n)
 
     def _spawn(self, wid: int, generation: int) -> WorkerHandle:
         parent, child = self.ctx.Pipe(duplex=True)
-        self.busy_flags[wid] = 0
         proc = self.ctx.Process(
-            target=worker_main, args=(self.make_spec(wid), child, self.busy_flags), name=f"inspectd-worker-{wid}",
-            daemon=True,
+            target=worker_main, args=(self.make_spec(wid), child), name=f"inspectd-worker-{wid}", daemon=True
         )
         proc.start()
         child.close()  # only the worker holds its end: its death is EOF here
@@ -130,7 +124,6 @@ class WorkerPool:
         if h.proc.exitcode is None:
             h.proc.kill()
             h.proc.join(timeout=1.0)
-        self.busy_flags[h.wid] = 0  # a worker killed mid-frame left its flag set
         try:
             h.conn.close()
         except OSError:

@@ -99,18 +99,8 @@ def _warmup(inspector) -> None:
     Inspector(inspector.cfg, LabelOracle(), inspector.corners).inspect(frame, 0)
 
 
-def _share_cores(detector, busy, wid: int) -> bool:
-    """Let the detector's engine take several threads only while no other worker is busy (`busy`: one
-    flag per worker, the pool's); True if the engine does that (ONNX Runtime, `[engine] adaptive`)."""
-    adapt = getattr(getattr(detector, "engine", None), "adapt", None)
-    if busy is None or adapt is None or len(busy) < 2:
-        return False
-    others = [i for i in range(len(busy)) if i != wid]
-    return bool(adapt(lambda: not any(busy[i] for i in others)))
-
-
-def worker_main(spec: WorkerSpec, conn, busy=None) -> None:
-    """Entry point of a worker process. `busy`: the pool's per-worker busy flags (shared memory), or None."""
+def worker_main(spec: WorkerSpec, conn) -> None:
+    """Entry point of a worker process."""
     daemon_child()  # stop signals are the daemon's; die with it
 
     configure_logging(spec.log_level, spec.log_json)
@@ -149,16 +139,11 @@ def worker_main(spec: WorkerSpec, conn, busy=None) -> None:
         log.warning("corner_backend_fallback", asked="cuda", running="opencv", msg=corners.fallback_reason)
     inspector = Inspector(cfg, detector, corners.backend)
     try:
-        adaptive = _share_cores(detector, busy, spec.wid)
-    except Exception as e:  # the engine keeps its fixed threads
-        log.warning("adaptive_threads_failed", msg=f"{type(e).__name__}: {e}")
-        adaptive = False
-    try:
         _warmup(inspector)
     except Exception as e:  # warm-up is an optimisation; a failure here shows on real frames too
         log.warning("warmup_failed", msg=f"{type(e).__name__}: {e}")
     warm_ms = (time.perf_counter() - t0) * 1000.0
-    log.info("worker_ready", detector=detector.name, warm_ms=round(warm_ms, 1), adaptive_threads=adaptive)
+    log.info("worker_ready", detector=detector.name, warm_ms=round(warm_ms, 1))
     try:
         conn.send(("ready", os.getpid(), detector.name, warm_ms, corners.backend.name, corners.fallback_reason))
         while True:
@@ -174,8 +159,6 @@ def worker_main(spec: WorkerSpec, conn, busy=None) -> None:
                     conn.send(("skipped", acq))
                     continue
                 t_start = time.monotonic()
-                if busy is not None:
-                    busy[spec.wid] = 1
                 try:
                     image = ring.view(ref)
                     frame = Frame(frame_id, image, Sidecar.model_validate_json(meta_json))
@@ -185,8 +168,6 @@ def worker_main(spec: WorkerSpec, conn, busy=None) -> None:
                     verdict_json, stage_ms = None, {"error": f"{type(e).__name__}: {e}"}
                 finally:
                     image = frame = ins = None  # drop views on the shared buffer
-                    if busy is not None:
-                        busy[spec.wid] = 0
                 conn.send(("result", acq, verdict_json, stage_ms, t_start, time.monotonic()))
             elif kind == "recipe":
                 recipe = RecipeConfig.model_validate_json(msg[1])
