@@ -247,3 +247,18 @@ def test_tensorrt_plan_key_config_and_the_error_without_tensorrt(tmp_path):
     except ImportError:
         with pytest.raises(EngineError, match="needs TensorRT 10"):
             TensorRtEngine(cfg).load()
+
+
+def test_daemon_workers_take_one_engine_thread_per_core_unless_the_station_says():
+    """Unset `[engine] threads`: each worker gets cpu_count // workers (the workers are the parallelism);
+    a station that sets it keeps its value."""
+    import os
+
+    from inspectd.config import load_config
+    from inspectd.pipeline.workers import worker_engine_settings
+
+    cfg = Config()
+    assert worker_engine_settings(cfg)["threads"] == max(1, (os.cpu_count() or 1) // cfg.pipeline.workers)
+    one = Config.model_validate({"pipeline": {"workers": 1}})
+    assert worker_engine_settings(one)["threads"] == max(1, os.cpu_count() or 1)
+    assert worker_engine_settings(load_config(overrides={"engine.threads": 3}))["threads"] == 3

@@ -17,7 +17,9 @@ class OnnxRuntimeConfig(EngineSettings):
     """`[engine] type = "onnxruntime"` (the default): the ONNX model on ONNX Runtime."""
 
     type: Literal["onnxruntime"] = "onnxruntime"
-    threads: int = Field(2, ge=1, le=64, description="intra-op threads")
+    threads: int = Field(
+        2, ge=1, le=64, description="intra-op threads (unset, the daemon's workers take cpu_count // workers)"
+    )
     inter_threads: int = Field(1, ge=1, le=64, description="inter-op threads")
     spin: bool = Field(
         True, description="intra-op threads busy-wait for work; off lets two workers with 2 threads each share 2 cores"

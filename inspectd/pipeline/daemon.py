@@ -65,7 +65,7 @@ from inspectd.pipeline.signals import Signals
 from inspectd.pipeline.startup import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from inspectd.pipeline.supervisor import WorkerPool, WorkerState
 from inspectd.pipeline.waitset import WaitSet
-from inspectd.pipeline.workers import default_detector_factory
+from inspectd.pipeline.workers import default_detector_factory, worker_engine_settings
 from inspectd.publish.journal_space import journal_space_problem
 from inspectd.publish.publisher import Publisher, PublishError
 from inspectd.publish.sockets import PlaintextBeyondLoopback
@@ -106,7 +106,7 @@ class Daemon(Dispatching, Ordering, Signals, Housekeeping, Draining):
     ):
         self.cfg = cfg
         self.config_path = Path(config_path) if config_path is not None else None
-        self.detector_factory = detector_factory or default_detector_factory(cfg.engine.model_dump(mode="json"))
+        self.detector_factory = detector_factory or default_detector_factory(worker_engine_settings(cfg))
         _check_picklable(self.detector_factory)
         self.stop_after = stop_after
         self.exit_at_end = exit_at_end
