@@ -43,7 +43,7 @@ def _clutter_only(kind: str, period: int, seed: int) -> np.ndarray:
 def test_clutter_without_a_stack_is_no_stack(inspector, kind):
     """The rack's teeth and the rod's thread make a comb the model reads as tips (a model trained with
     the real frames at weight 6 read rack 12 as an OK cell); behind them is a plain block, not the layers
-    of a stack body, so the ROI search finds no stack (roi._body_layering)."""
+    of a stack body, so the ROI search finds no stack (layer_profiles.body_layering)."""
     for period, seed in ((8, 0), (12, 1), (10, 2), (9, 3)):
         img = _clutter_only(kind, period, seed)
         v = inspector.inspect(Frame(frame_id=f"{kind}", image=img, meta=Sidecar(bit_depth=8, mm_per_px=0.02)), 0).verdict

@@ -159,7 +159,7 @@ def test_find_roi_orientation_override():
 
 def test_a_comb_ending_at_a_plain_block_is_no_stack():
     """The same comb, but behind the cathode front a plain block instead of layers (a toothed rack):
-    the layers do not run on into a body, so it is no stack (roi._body_layering); the stack itself is."""
+    the layers do not run on into a body, so it is no stack (layer_profiles.body_layering); the stack itself is."""
     img, an, ca = synthetic_stack(seed=2)
     assert find_roi(img, detect_corners(img, CornerConfig()), RoiConfig()) is not None
     rng = np.random.default_rng(3)

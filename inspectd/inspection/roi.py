@@ -83,11 +83,18 @@ from inspectd.imaging.canonical import (
 )
 from inspectd.imaging.region import Roi
 from inspectd.inspection.corners import dense_clusters
+from inspectd.inspection.layer_profiles import (
+    MIN_BODY_LAYERING,
+    SQRT_LUT,
+    body_layering,
+    gauss1d,
+    highpass_y,
+    row_profile,
+)
 from inspectd.inspection.orientation import detect_orientation
 
 __all__ = ["Roi", "RoiDetail", "find_roi", "find_roi_detail"]
 
-_SQRT_LUT = np.sqrt(np.arange(256, dtype=np.float32))
 
 # Internal tuning constants (the station-tunable ones are RoiConfig fields); see docs/roi.md.
 CANDIDATES = 3  # corner clusters tried, densest first
@@ -101,9 +108,6 @@ FLOOR_PCT = 10.0  # noise floor of the column texture profile: this percentile r
 FRONT_LEVEL = 0.25  # tip front: normalised stripe energy below this
 MIN_STRIPE_SNR = 1.5  # stripe energy at the centre / noise floor, below: no stack
 MIN_CONTRAST_SQRT = 0.3  # background - stack rows in the comb band, sqrt(grey) units (~10 levels near white)
-BODY_DEPTH, BODY_SUBBANDS = 0.15, 3  # the body check: 3 column bands filling 0.15 h right behind x_c
-MIN_BODY_LAYERING = 6.0  # body power at the comb's period / its median power; below: not a stack (docs/roi.md)
-MIN_BODY_PERIOD = 6.0  # px; a finer comb's body layers (period/2 < 3 px) blur away: the check is not made
 
 
 @dataclass(frozen=True)
@@ -120,24 +124,6 @@ class RoiDetail:
     box_canonical: tuple[int, int, int, int]
 
 
-def _gauss1d(v: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing of a 1-D float32 profile (replicated borders)."""
-    v = np.ascontiguousarray(v, dtype=np.float32).reshape(-1, 1)
-    return cv2.GaussianBlur(v, (1, 0), sigmaX=0.01, sigmaY=float(sigma), borderType=cv2.BORDER_REPLICATE).ravel()
-
-
-def _box_size(sigma: float) -> int:
-    """Odd width of the box filter with the variance of a Gaussian of this sigma."""
-    return 2 * int(round(sigma * math.sqrt(12.0) / 2.0)) + 1
-
-
-def _highpass_y(sub: np.ndarray, sigma: float) -> np.ndarray:
-    """sub - its low-pass along y (axis 0); float32. A box filter of the Gaussian's
-    variance: O(1) per pixel whatever sigma (a sigma-12 Gaussian costs 5x more)."""
-    low = cv2.blur(sub, (1, _box_size(sigma)), borderType=cv2.BORDER_REPLICATE)
-    return sub - low
-
-
 def _tip_front(c: np.ndarray, rows: tuple[int, int], x0: float, size: int) -> int | None:
     """x_a: where the stripe texture of rows [b, a] fades, walking right from near x0 (step 2)."""
     w_c = c.shape[1]
@@ -147,10 +133,10 @@ def _tip_front(c: np.ndarray, rows: tuple[int, int], x0: float, size: int) -> in
     if a - b < 4 or xr - xl < 8 or not 0 <= i0 < xr - xl:
         return None
     stride = 2 if size >= 800 else 1  # columns; the profile is smoothed over more than that
-    sub = _SQRT_LUT[np.asarray(c[b : a + 1, xl:xr:stride])]  # sqrt: Poisson noise equal in bright and dark
-    hp = _highpass_y(sub, max(1.5, 0.006 * size))
+    sub = SQRT_LUT[np.asarray(c[b : a + 1, xl:xr:stride])]  # sqrt: Poisson noise equal in bright and dark
+    hp = highpass_y(sub, max(1.5, 0.006 * size))
     # Median over rows: a stripe texture is on most rows, a horizontal edge (tray, clamp) on a few.
-    v = _gauss1d(np.median(np.abs(hp[::2]), axis=0), max(1.0, 0.003 * size / stride))
+    v = gauss1d(np.median(np.abs(hp[::2]), axis=0), max(1.0, 0.003 * size / stride))
     reach = max(1, int(0.05 * size / stride))
     lo = max(0, i0 // stride - reach)
     # Start at the strongest texture near x0: the centre may sit just past the tips.
@@ -179,10 +165,10 @@ def _stack_rows(
     xl, xr = max(0, x_a - width), max(1, min(w_c, x_a))
     if xr - xl < 3:
         return None
-    sub = _SQRT_LUT[np.asarray(c[:, xl:xr:2])]  # every 2nd column: a row mean needs no more
+    sub = SQRT_LUT[np.asarray(c[:, xl:xr:2])]  # every 2nd column: a row mean needs no more
     sigma = max(1.5, 0.006 * size)
-    energy = _gauss1d(np.abs(_highpass_y(sub, sigma)).mean(axis=1), sigma)
-    grey = _gauss1d(sub.mean(axis=1), sigma)
+    energy = gauss1d(np.abs(highpass_y(sub, sigma)).mean(axis=1), sigma)
+    grey = gauss1d(sub.mean(axis=1), sigma)
 
     yc = int(round(min(max(y0, 0), h_c - 1)))
     r = max(4, int(0.1 * size))
@@ -229,51 +215,9 @@ def _cathode_fronts(c: np.ndarray, rows: tuple[int, int], x_a: int, size: int, r
     means = np.asarray(c[b : a + 1, lo0 : max(his)], dtype=np.float32).mean(axis=0)
     out = []
     for lo, hi in zip(los, his):
-        prof = _gauss1d(means[lo - lo0 : hi - lo0], max(1.0, 0.004 * size))
+        prof = gauss1d(means[lo - lo0 : hi - lo0], max(1.0, 0.004 * size))
         out.append(x_a if prof.size < 3 else lo + int(np.argmax(np.gradient(prof))))
     return out
-
-
-def _row_profile(c: np.ndarray, rows: tuple[int, int], xl: int, xr: int, size: int) -> np.ndarray:
-    """Column mean of sqrt(grey) over [xl, xr) for rows [b, a], high-passed along y: the layers' stripes."""
-    b, a = rows
-    xl = max(0, xl)
-    prof = _SQRT_LUT[np.asarray(c[b : a + 1, xl : max(xl + 2, xr)])].mean(axis=1)
-    return prof - _gauss1d(prof, max(1.5, 0.006 * size))
-
-
-def _body_layering(c: np.ndarray, rows: tuple[int, int], x_c: int, x_a: int, size: int) -> float:
-    """How plainly the comb's layers go on behind x_c: the power spectra of the row profiles of
-    BODY_SUBBANDS column bands filling BODY_DEPTH h behind x_c are summed (noise averages out, layers
-    that run on through the body do not), and the largest power at the comb's period, its half or its
-    double is divided by the sum's median over periods 3 px to h/4. docs/roi.md has the figures. A comb finer
-    than MIN_BODY_PERIOD gives inf: its body's layers are below what the detector resolves (sim at 512²,
-    4-5 px: the body is a plain dark block), so a plain body proves nothing there."""
-    b, a = rows
-    h = a - b
-    comb = _row_profile(c, rows, x_c, x_a, size)
-    n = len(comb)
-    freq = np.fft.rfftfreq(n)
-    band = (freq >= 1.0 / max(4.0, h / 4.0)) & (freq <= 1.0 / 3.0)
-    if band.sum() < 4:
-        return 0.0
-    window = np.hanning(n)
-    f0 = float(freq[band][np.argmax(np.abs(np.fft.rfft((comb - comb.mean()) * window))[band])])
-    if f0 * MIN_BODY_PERIOD > 1.0:
-        return math.inf
-    step = max(2, int(BODY_DEPTH * h) // BODY_SUBBANDS)
-    power = np.zeros(len(freq))
-    for k in range(BODY_SUBBANDS):
-        x1 = x_c - 2 - k * step
-        body = _row_profile(c, rows, x1 - step, x1, size)
-        power += np.abs(np.fft.rfft((body - body.mean()) * window)) ** 2
-    median = float(np.median(power[band])) + 1e-12
-    best = 0.0
-    for f in (0.5 * f0, f0, 2.0 * f0):
-        near = np.abs(freq - f) <= max(1.0 / n, 0.06 * f)
-        if near.any():
-            best = max(best, float(power[near].max()) / median)
-    return best
 
 
 def _count_layers(c: np.ndarray, rows: tuple[int, int], x_c: int, x_a: int, size: int) -> int:
@@ -283,7 +227,7 @@ def _count_layers(c: np.ndarray, rows: tuple[int, int], x_c: int, x_a: int, size
     b, a = rows
     if a - b < 5:
         return 0
-    hp = _row_profile(c, rows, x_c - int(0.02 * size), x_a, size)
+    hp = row_profile(c, rows, x_c - int(0.02 * size), x_a, size)
     scale = float(np.median(np.abs(hp))) + 1e-6
     return int(len(find_peaks(-hp, prominence=scale, distance=2)[0]))
 
@@ -327,7 +271,7 @@ def _search(img: np.ndarray, pts: np.ndarray, cluster, o_fixed: Orientation | No
     if rows[1] - rows[0] < max(4, 0.01 * size):
         return None
     x_c, x_far = _cathode_fronts(c, rows, x_a, size, (CATHODE_REACH, BOX_REACH))
-    if _body_layering(c, rows, x_c, x_a, size) < MIN_BODY_LAYERING:
+    if body_layering(c, rows, x_c, x_a, size) < MIN_BODY_LAYERING:
         return None  # a comb that ends at a plain block: a rack or a thread, not a stack
     x_box = min(x_c, x_far)
     return _Stack(o, (x0, y0), rows, x_a, x_box, _count_layers(c, rows, x_c, x_a, size))
