@@ -88,9 +88,11 @@ def main() -> None:
             continue
         runs["folds"] += replay(m, test, f"{fold}-fold", gate=False, correction=False)
         runs["folds+correction"] += replay(m, test, f"{fold}-corr", gate=False, correction=True)
-        calibrate(m, fold)
-        runs["folds, gate on"] += replay(m, test, f"{fold}-gate", gate=True, correction=False)
-        runs["baf52edf (no real frame)"] += replay(R / "runs/dr/shipped/model.onnx", test, f"{fold}-baf", gate=False, correction=False)
+        if not os.environ.get("NO_GATE"):  # NO_GATE=1: skip the fold gates (4 x 1400 simulated frames replayed)
+            calibrate(m, fold)
+            runs["folds, gate on"] += replay(m, test, f"{fold}-gate", gate=True, correction=False)
+        if (R / "runs/dr/shipped/model.onnx").exists():  # the sim-only baseline, where it was exported
+            runs["baf52edf (no real frame)"] += replay(R / "runs/dr/shipped/model.onnx", test, f"{fold}-baf", gate=False, correction=False)
     report = {}
     print("| model | frames | median px | p95 px | p99 px | missed % | anode / cathode missed % | false % | NME % | PCK@1% |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -125,6 +127,9 @@ def main() -> None:
         print("\nthe previous recipe's folds (proposed labels) vs this recipe's (checked labels), same held-out frames:\n")
         print(row("previous recipe", report["previous_recipe"]["previous"]))
         print(row("this recipe", report["previous_recipe"]["this"]))
+    if not runs["folds, gate on"]:
+        (OUT / "cv52.json").write_text(json.dumps(report, indent=1))
+        return
     # the gate on held-out real frames: which frames had a tip error (missed or false tip, gate off), which it stopped
     stopped = {json.loads(ln)["frame_id"] for ln in runs["folds, gate on"]
                if json.loads(ln)["result"] == "ERROR"}  # fmt: skip
