@@ -358,3 +358,26 @@ def test_a_comb_longer_than_the_stack_is_tall_keeps_its_cathode_tips_in_the_box(
     assert roi.orientation.name == "DOWN"
     for x, y in np.vstack([f.anode_tips, f.cathode_tips]):
         assert roi.x0 <= x < roi.x1 and roi.y0 <= y < roi.y1, (x, y, roi)
+
+
+def test_two_pieces_of_one_comb_are_one_stack(monkeypatch):
+    """Held-out broad sim 8100 #61 (coarse pitch, tilt, a rack beside; a folded tip): the row walk stops at
+    the folded layer's faint stretch, so two corner clusters each find half the stack (same tip and
+    cathode fronts, rows 24 px apart) and the ROI held 20 of the 35 tips; the half in the box read as a
+    whole, shorter stack (an OK for a defective cell with one model). The pieces are now joined."""
+    import inspectd.inspection.roi as roi_mod
+    from inspectd.config import Config
+    from inspectd.inspection.stages import locate
+    from inspectd.sim import SimOptions, render_frame
+    from inspectd.sim.variety import parse_families
+
+    f = render_frame(8100, 61, SimOptions(size=1000, bit_depth=12, families=parse_families("all-invert,fork"), family_rate=0.2))
+    img8 = to_8bit(f.image, 12)
+    tips = np.vstack([f.anode_tips, f.cathode_tips])
+
+    def inside(roi):
+        return int(sum(roi.x0 <= x < roi.x1 and roi.y0 <= y < roi.y1 for x, y in tips))
+
+    assert inside(locate(img8, Config())[1]) == len(tips)
+    monkeypatch.setattr(roi_mod, "JOIN_GAP", 0.0)  # the case it is for: without the join, half the stack
+    assert inside(locate(img8, Config())[1]) <= 0.6 * len(tips)

@@ -18,7 +18,8 @@ S = max(H, W):
    the stack's edge; the steps below still find the stack). Up to 3 clusters
    are tried, densest first; the first that shows a layered stack (>= 6 dark
    lines across the comb, step 4) wins. Real frames never need the second;
-   synthetic frames with wire clutter and few corners on the tips do.
+   synthetic frames with wire clutter and few corners on the tips do. Stacks
+   with the same two fronts and rows close together are one comb: joined.
 2. Tip front x_a (the anode tips' end): the layers are a stripe texture
    across y; past the tips there is none. Per column, the median over the
    stack rows of |vertical high-pass| of sqrt(grey) (sqrt: Poisson noise the
@@ -277,6 +278,25 @@ def _search(img: np.ndarray, pts: np.ndarray, cluster, o_fixed: Orientation | No
     return _Stack(o, (x0, y0), rows, x_a, x_box, _count_layers(c, rows, x_c, x_a, size))
 
 
+JOIN_FRONT, JOIN_GAP = 0.03, 0.04  # of S: two pieces of one comb (same tip front, rows this close) are one stack
+
+
+def _joined(stack: _Stack, seen: list[_Stack], size: int) -> _Stack:
+    """`stack` grown by the pieces of the same comb other clusters found (same orientation, both fronts
+    within JOIN_FRONT S, rows within JOIN_GAP S): a row walk stopped at a faint stretch gives two stacks."""
+    grown = True
+    while grown:
+        grown = False
+        for o in seen:
+            (b, a), (ob, oa) = stack.rows, o.rows
+            same = o.o == stack.o and max(abs(o.x_a - stack.x_a), abs(o.x_c - stack.x_c)) <= JOIN_FRONT * size
+            if same and not (ob >= b and oa <= a) and max(ob, b) - min(oa, a) <= JOIN_GAP * size:
+                stack = _Stack(stack.o, stack.centre, (min(b, ob), max(a, oa)), max(stack.x_a, o.x_a),
+                               min(stack.x_c, o.x_c), stack.layers + o.layers)  # fmt: skip
+                grown = True
+    return stack
+
+
 def find_roi_detail(
     img8: np.ndarray,
     corners: np.ndarray,
@@ -300,17 +320,20 @@ def find_roi_detail(
     # cluster with min_layers let a clamp corner with a barred plate (7 "layers") beat a short
     # 19-layer stack (sim 903 #19 at 1000²: every tip outside the ROI); searching every cluster on
     # every frame tripled the ROI stage's time.
-    stack = None
+    stack, seen = None, []
     for cluster in dense_clusters(pts, img.shape, k=CANDIDATES):
         if cluster.count < max(3, min_corners // 2):
             continue
         found = _search(img, pts, cluster, o_fixed, cfg)
+        if found is not None:
+            seen.append(found)
         if found is not None and found.layers >= min_layers and (stack is None or found.layers > stack.layers):
             stack = found
         if stack is not None and stack.layers >= SURE_LAYERS * min_layers:
             break
     if stack is None:
         return None
+    stack = _joined(stack, seen, size)
 
     o, (b, a), x_a, x_c = stack.o, stack.rows, stack.x_a, stack.x_c
     h_c, w_c = canonical_shape(img.shape, o)
