@@ -278,7 +278,7 @@ def _search(img: np.ndarray, pts: np.ndarray, cluster, o_fixed: Orientation | No
     return _Stack(o, (x0, y0), rows, x_a, x_box, _count_layers(c, rows, x_c, x_a, size))
 
 
-JOIN_FRONT, JOIN_GAP = 0.03, 0.04  # of S: two pieces of one comb (same tip front, rows this close) are one stack
+JOIN_FRONT, JOIN_GAP = 0.03, 0.04  # of S: two pieces of one comb (both fronts this close, rows this close)
 
 
 def _joined(stack: _Stack, seen: list[_Stack], size: int) -> _Stack:
@@ -287,12 +287,12 @@ def _joined(stack: _Stack, seen: list[_Stack], size: int) -> _Stack:
     grown = True
     while grown:
         grown = False
-        for o in seen:
-            (b, a), (ob, oa) = stack.rows, o.rows
-            same = o.o == stack.o and max(abs(o.x_a - stack.x_a), abs(o.x_c - stack.x_c)) <= JOIN_FRONT * size
-            if same and not (ob >= b and oa <= a) and max(ob, b) - min(oa, a) <= JOIN_GAP * size:
-                stack = _Stack(stack.o, stack.centre, (min(b, ob), max(a, oa)), max(stack.x_a, o.x_a),
-                               min(stack.x_c, o.x_c), stack.layers + o.layers)  # fmt: skip
+        for piece in seen:
+            (b, a), (pb, pa) = stack.rows, piece.rows
+            near = max(abs(piece.x_a - stack.x_a), abs(piece.x_c - stack.x_c)) <= JOIN_FRONT * size
+            if piece.o == stack.o and near and (pb < b or pa > a) and max(pb, b) - min(pa, a) <= JOIN_GAP * size:
+                stack = _Stack(stack.o, stack.centre, (min(b, pb), max(a, pa)), max(stack.x_a, piece.x_a),
+                               min(stack.x_c, piece.x_c), stack.layers + piece.layers)  # fmt: skip
                 grown = True
     return stack
 
