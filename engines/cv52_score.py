@@ -17,6 +17,7 @@ from pathlib import Path
 R = Path(__file__).resolve().parents[1]
 I = str(R / ".venv/bin/inspectd")
 OUT = R / (sys.argv[1] if len(sys.argv) > 1 else "runs/cv52")
+BASELINE = R / "runs/dr/shipped/model.onnx"  # baf52edf, never trained on a real frame
 FOLDS = os.environ.get("FOLDS", "clear,blur,shadow,tray,fork,guanyu,1600").split(",")  # FOLDS=s0,s1,s2,s3: SERIES=1 folds
 FAMILY = [("YXTP", "1600²"), ("guanyu-fork", "guanyu-fork"), ("guanyu", "guanyu-tip"), ("fork_interference", "fork"),
           ("lose_point", "lose_point"), ("tray", "tray"), ("shadow", "separator_shadow"), ("blur", "blur"),
@@ -91,8 +92,8 @@ def main() -> None:
         if not os.environ.get("NO_GATE"):  # NO_GATE=1: skip the fold gates (4 x 1400 simulated frames replayed)
             calibrate(m, fold)
             runs["folds, gate on"] += replay(m, test, f"{fold}-gate", gate=True, correction=False)
-        if (R / "runs/dr/shipped/model.onnx").exists():  # the sim-only baseline, where it was exported
-            runs["baf52edf (no real frame)"] += replay(R / "runs/dr/shipped/model.onnx", test, f"{fold}-baf", gate=False, correction=False)
+        if BASELINE.exists():  # the sim-only baseline, where it was exported
+            runs["baf52edf (no real frame)"] += replay(BASELINE, test, f"{fold}-baf", gate=False, correction=False)
     report = {}
     print("| model | frames | median px | p95 px | p99 px | missed % | anode / cathode missed % | false % | NME % | PCK@1% |")
     print("|---|---|---|---|---|---|---|---|---|---|")

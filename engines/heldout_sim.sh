@@ -23,6 +23,8 @@ from inspectd.evaluation.gate_eval import gate_report
 O, M, sets = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
 gate = json.loads(M.with_suffix(".json").read_text())["gate"]
 tot = {"tips": 0, "missed": 0, "pred": 0, "false": 0, "ok": 0, "ng": 0, "overkill": 0, "escape": 0}
+keys = ("clean_stopped", "clean_frames", "caught", "frames_with_tip_error", "overkill_gated", "good_frames", "escape_gated", "ng_frames")
+g = dict.fromkeys(keys, 0)
 print("| set | frames | median px | missed % | false % | overkill | escapes |")
 print("|---|---|---|---|---|---|---|")
 for d in sets:
@@ -31,16 +33,13 @@ for d in sets:
     for k, rk in (("tips", "n_gt_tips"), ("missed", "n_missed"), ("pred", "n_pred_tips"), ("false", "n_false"),
                   ("ok", "n_expected_ok"), ("ng", "n_expected_ng"), ("overkill", "overkill"), ("escape", "escape")):
         tot[k] += int(r[rk] or 0)
+    gr = gate_report(Path(d), v, gate)
+    for k in keys:
+        g[k] += gr[k]
     print(f"| {Path(d).name} | {r['n_images']} | {r['error_px']['median']:.2f} | {100 * r['miss_rate']:.2f} | "
           f"{100 * r['false_tip_rate']:.2f} | {r['overkill']}/{r['n_expected_ok']} | {r['escape']}/{r['n_expected_ng']} |")
 print(f"| all | | | {100 * tot['missed'] / tot['tips']:.2f} | {100 * tot['false'] / max(1, tot['pred']):.2f} | "
       f"{tot['overkill']}/{tot['ok']} | {tot['escape']}/{tot['ng']} |  (gate off; {tot['tips']} tips)")
-keys = ("clean_stopped", "clean_frames", "caught", "frames_with_tip_error", "overkill_gated", "good_frames", "escape_gated", "ng_frames")
-g = dict.fromkeys(keys, 0)
-for d in sets:
-    r = gate_report(Path(d), O / f"{Path(d).name}.jsonl", gate)
-    for k in keys:
-        g[k] += r[k]
 print(f"gate on: clean stopped {g['clean_stopped']}/{g['clean_frames']}, tip-error frames caught {g['caught']}/"
       f"{g['frames_with_tip_error']}, good cells not passed {g['overkill_gated']}/{g['good_frames']}, "
       f"escapes {g['escape_gated']}/{g['ng_frames']}")

@@ -327,8 +327,8 @@ def find_roi_detail(
         found = _search(img, pts, cluster, o_fixed, cfg)
         if found is not None:
             seen.append(found)
-        if found is not None and found.layers >= min_layers and (stack is None or found.layers > stack.layers):
-            stack = found
+            if found.layers >= min_layers and (stack is None or found.layers > stack.layers):
+                stack = found
         if stack is not None and stack.layers >= SURE_LAYERS * min_layers:
             break
     if stack is None:
